@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# A single-node Apache Kafka 3.9.1 broker in KRaft mode, for development and tests, built from Maven Central jars.
+#
+#   deploy/local/kafka.sh start    fetch the jars (first use), format storage (first use), start, wait until it answers
+#   deploy/local/kafka.sh stop     stop it (SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT seconds)
+#   deploy/local/kafka.sh status   exit 0 when running and answering, 3 when not
+#   deploy/local/kafka.sh reset    stop it and delete its data (topics, offsets)
+#   deploy/local/kafka.sh logs     print the path of the server log
+#
+# Environment:
+#   KAFKA_PORT             client listener on 127.0.0.1 (default 9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (default KAFKA_PORT + 1)
+#   KAFKA_HOME             jars and per-port state (default deploy/local/.kafka, git-ignored)
+#   KAFKA_HEAP_OPTS        JVM heap (default -Xms256m -Xmx1g)
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
+#   KAFKA_STOP_TIMEOUT     seconds to wait for a clean shutdown (default 30)
+#
+# Everything of one broker lives in $KAFKA_HOME/run-$KAFKA_PORT/ (config, data, logs, pid), so brokers on two
+# ports do not share storage. Everything binds to 127.0.0.1 only.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KAFKA_VERSION=3.9.1
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+KAFKA_HOME="${KAFKA_HOME:-$HERE/.kafka}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+
+LIBS="$KAFKA_HOME/libs-$KAFKA_VERSION"
+RUN="$KAFKA_HOME/run-$KAFKA_PORT"
+CONFIG="$RUN/server.properties"
+DATA="$RUN/data"
+LOGS="$RUN/logs"
+PIDFILE="$RUN/kafka.pid"
+
+say() { echo "kafka.sh: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running_pid() {
+    [[ -f "$PIDFILE" ]] || return 1
+    local pid
+    pid="$(cat "$PIDFILE")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+fetch_jars() {
+    [[ -f "$LIBS/.complete" ]] && return 0
+    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven"
+    command -v java >/dev/null || die "Java 17 is needed to run Kafka: apt-get install openjdk-17-jre-headless"
+    say "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
+    rm -rf "$LIBS"
+    mkdir -p "$LIBS" "$KAFKA_HOME"
+    mvn -q -B -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" >"$KAFKA_HOME/mvn.log" 2>&1 \
+        || { tail -n 40 "$KAFKA_HOME/mvn.log" >&2; die "mvn dependency:copy-dependencies failed (log: $KAFKA_HOME/mvn.log)"; }
+    touch "$LIBS/.complete"
+}
+
+java_cmd() {
+    # shellcheck disable=SC2086  # heap options are a list of words
+    exec java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dlog4j.configuration="file:$HERE/log4j.properties" -Dkafka.logs.dir="$LOGS" \
+        -cp "$LIBS/*" "$@"
+}
+
+write_config() {
+    mkdir -p "$DATA" "$LOGS"
+    cat >"$CONFIG" <<EOF
+# Written by deploy/local/kafka.sh: one KRaft node that is both broker and controller, on 127.0.0.1 only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA
+# One node: internal topics cannot be replicated.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+min.insync.replicas=1
+default.replication.factor=1
+# Topics are created explicitly (engagewatch topics create, Faust for its own): a typo must not create one.
+auto.create.topics.enable=false
+# Consumers join at once instead of after the default 3 s grace: tests start workers often.
+group.initial.rebalance.delay.ms=0
+# A small machine: few threads, small segments.
+num.network.threads=2
+num.io.threads=4
+num.partitions=1
+log.segment.bytes=67108864
+log.retention.check.interval.ms=60000
+log.cleaner.threads=1
+EOF
+}
+
+format_storage() {
+    [[ -f "$DATA/meta.properties" ]] && return 0
+    local cluster_id
+    cluster_id="$((java_cmd kafka.tools.StorageTool random-uuid) 2>/dev/null | tail -n 1)"
+    [[ -n "$cluster_id" ]] || die "could not generate a cluster id (kafka.tools.StorageTool random-uuid)"
+    (java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" --ignore-formatted) >"$LOGS/format.log" 2>&1 \
+        || { cat "$LOGS/format.log" >&2; die "formatting storage in $DATA failed"; }
+    say "formatted storage in $DATA (cluster id $cluster_id)"
+}
+
+# Ready = our process is alive, the client port accepts connections and the server logged that it started.
+wait_ready() {
+    local pid=$1 deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || {
+            tail -n 40 "$LOGS/server.log" "$LOGS/stdout.log" >&2 2>/dev/null || true
+            die "the broker exited during start-up (logs: $LOGS)"
+        }
+        if port_open "$KAFKA_PORT" && grep -q "Kafka Server started" "$LOGS/server.log" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2  # polling a condition, not a fixed wait
+    done
+    tail -n 40 "$LOGS/server.log" >&2 2>/dev/null || true
+    die "the broker did not answer on 127.0.0.1:$KAFKA_PORT within ${KAFKA_START_TIMEOUT}s (logs: $LOGS)"
+}
+
+cmd_start() {
+    local pid
+    if pid="$(running_pid)"; then
+        say "already running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
+        return 0
+    fi
+    if port_open "$KAFKA_PORT"; then
+        die "127.0.0.1:$KAFKA_PORT is taken by another process; pick another KAFKA_PORT"
+    fi
+    if port_open "$KAFKA_CONTROLLER_PORT"; then
+        die "127.0.0.1:$KAFKA_CONTROLLER_PORT is taken by another process; pick another KAFKA_CONTROLLER_PORT"
+    fi
+    fetch_jars
+    write_config
+    format_storage
+    # The server log is rotated by log4j; stdout.log only catches what the JVM prints before logging is set up.
+    : >"$LOGS/server.log"
+    (trap '' HUP; java_cmd kafka.Kafka "$CONFIG") >"$LOGS/stdout.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$PIDFILE"
+    wait_ready "$pid"
+    say "Apache Kafka $KAFKA_VERSION running (pid $pid) on 127.0.0.1:$KAFKA_PORT; log: $LOGS/server.log"
+}
+
+cmd_stop() {
+    local pid
+    if ! pid="$(running_pid)"; then
+        rm -f "$PIDFILE"
+        say "not running on 127.0.0.1:$KAFKA_PORT"
+        return 0
+    fi
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "no clean shutdown within ${KAFKA_STOP_TIMEOUT}s; killing pid $pid"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PIDFILE"
+    say "stopped (pid $pid)"
+}
+
+cmd_status() {
+    local pid
+    if pid="$(running_pid)" && port_open "$KAFKA_PORT"; then
+        echo "running: pid $pid, 127.0.0.1:$KAFKA_PORT, log $LOGS/server.log"
+        return 0
+    fi
+    echo "not running on 127.0.0.1:$KAFKA_PORT"
+    return 3
+}
+
+cmd_reset() {
+    cmd_stop
+    rm -rf "$RUN"
+    say "deleted $RUN"
+}
+
+case "${1:-}" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    reset) cmd_reset ;;
+    logs) echo "$LOGS/server.log" ;;
+    *) echo "usage: $0 start|stop|status|reset|logs" >&2; exit 2 ;;
+esac
