@@ -1,0 +1,273 @@
+"""The engine: records in, exact metrics out, at an explicit evaluation time.
+
+`Engine.feed` takes raw records (bytes, one JSON object each) in arrival order and runs the contract's
+processing order on each: decode and validate, lateness against the account watermark, deduplication,
+application to the stream. `Engine.snapshot(T)` evaluates every metric at time T. Nothing here reads a
+clock, touches Kafka or knows about Prometheus.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import NamedTuple
+
+import orjson
+
+from processors.admission import AccountGate
+from processors.config import EngineConfig
+from processors.snapshot import Snapshot, StreamSnapshot
+from processors.stream import Stream
+from processors.wire import AUDIENCE, FOLLOW, MAX_RECORD_BYTES, TYPES, UNFOLLOW, VIEW, Rejection, Validator
+
+OUTCOMES = ("applied", "duplicate", "late", "invalid")
+OTHER_CAMPAIGN = "_other"  # cannot collide: real campaign names start with a letter or digit
+
+
+class DeadLetter(NamedTuple):
+    """A record that was not applied."""
+
+    reason: str
+    """Machine-readable token: `late`, `future`, `too_large`, `not_utf8`, `bad_json`, `not_object`,
+    `missing_<field>`, `invalid_<field>`, `unknown_type`."""
+    detail: str
+    """What exactly was wrong, for people."""
+    raw: bytes
+    """The record as it arrived."""
+    index: int
+    """Position of the record in the batch given to `feed`."""
+
+
+class Engine:
+    """All state of a set of accounts. One engine per Kafka partition, or one for a whole file."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config = config or EngineConfig()
+        self._validator = Validator()
+        self._spans = config.window_buckets
+        self._cohort_span = config.cohort_ms // config.bucket_ms
+        self.accounts: dict[str, AccountGate] = {}
+        self.stream_count = 0
+        self.max_ts: int | None = None
+        self.applied = self.duplicates = self.late = self.invalid = 0
+        self.dead_letter_counts: dict[str, int] = {}
+        self.overflow = {"streams": 0, "campaigns": 0}
+        self._swept_at: int | None = None
+
+    # -- feeding ------------------------------------------------------------------------------------------
+
+    def feed(self, lines: list[bytes], now_ms: int | None = None) -> list[DeadLetter]:
+        """Process records in order; returns those not applied. `now_ms` only on the wall clock."""
+        cfg = self.config
+        grace, horizon, half_horizon = cfg.grace_ms, cfg.dedup_horizon_ms, cfg.dedup_horizon_ms // 2
+        future_limit = None if now_ms is None else now_ms + cfg.max_future_ms
+        unknown_is_follower = cfg.unknown_actor == "follower"
+        threshold = cfg.influencer_threshold
+        check = self._validator.check
+        accounts = self.accounts
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        dead: list[DeadLetter] = []
+        applied = duplicates = late = 0
+        max_ts = self.max_ts
+
+        for index, raw in enumerate(lines):
+            if len(raw) > MAX_RECORD_BYTES:
+                dead.append(DeadLetter("too_large", f"{len(raw)} bytes > {MAX_RECORD_BYTES}", raw, index))
+                continue
+            try:
+                rec = loads(raw)
+            except decode_error as e:
+                dead.append(_undecodable(raw, index, e))
+                continue
+            if type(rec) is not dict:
+                dead.append(DeadLetter("not_object", "the record is not a JSON object", raw, index))
+                continue
+            ts = check(rec)
+            if type(ts) is not int:
+                dead.append(DeadLetter(ts.reason, ts.detail, raw, index))
+                continue
+            if future_limit is not None and ts > future_limit:
+                dead.append(DeadLetter("future", f"ts is more than {cfg.max_future_ms} ms ahead of now", raw, index))
+                continue
+
+            account = rec["account"]
+            gate = accounts.get(account)
+            if gate is None:
+                gate = accounts[account] = AccountGate()
+                gate.purged_at = ts
+            ident = rec["id"]
+            wm = gate.watermark
+            if wm is not None:
+                if ts < wm - grace:
+                    late += 1
+                    dead.append(DeadLetter("late", f"ts is more than {grace} ms behind the watermark", raw, index))
+                    continue
+                seen = gate.ids.get(ident)
+                if seen is not None and seen >= wm - horizon:
+                    duplicates += 1
+                    continue
+                if ts > wm:
+                    gate.watermark = ts
+                    if ts - gate.purged_at > half_horizon:
+                        gate.purge(horizon)
+            else:
+                gate.watermark = ts
+            gate.ids[ident] = ts
+            applied += 1
+            if max_ts is None or ts > max_ts:
+                max_ts = ts
+
+            platform = rec["platform"]
+            stream = gate.streams.get(platform)
+            if stream is None:
+                stream = self._new_stream(gate, account, platform)
+                if stream is None:
+                    continue
+            if stream.last_ts is None or ts > stream.last_ts:
+                stream.last_ts = ts
+
+            code = _TYPE_CODE[rec["type"]]
+            if code < VIEW:
+                actor = rec["actor"]
+                follower = rec.get("follower")
+                if follower is None:
+                    follower = stream.follower_status(actor, unknown_is_follower)
+                reach = rec.get("actor_followers")
+                campaign = rec.get("campaign")
+                if campaign is not None and campaign not in gate.campaigns:
+                    campaign = self._campaign_label(gate, campaign)
+                stream.engage(actor, ts, follower, reach is not None and reach >= threshold, campaign)
+            elif code == FOLLOW:
+                stream.follow(rec["actor"], ts)
+            elif code == UNFOLLOW:
+                stream.unfollow(rec["actor"], ts)
+            elif code == AUDIENCE:
+                stream.audience.snapshot(ts, rec["followers"])
+                continue
+            stream.engagements[code] += 1
+
+        self.applied += applied
+        self.duplicates += duplicates
+        self.late += late
+        self.invalid += len(dead) - late
+        counts = self.dead_letter_counts
+        for d in dead:
+            counts[d.reason] = counts.get(d.reason, 0) + 1
+        self.max_ts = max_ts
+        self._maybe_sweep()
+        return dead
+
+    def _new_stream(self, gate: AccountGate, account: str, platform: str) -> Stream | None:
+        if self.stream_count >= self.config.max_streams:
+            self.overflow["streams"] += 1
+            return None
+        self.stream_count += 1
+        stream = gate.streams[platform] = Stream(
+            account, platform, self.config.bucket_ms, self._spans, self._cohort_span
+        )
+        return stream
+
+    def _campaign_label(self, gate: AccountGate, campaign: str) -> str:
+        if len(gate.campaigns) < self.config.max_campaigns_per_account:
+            gate.campaigns.add(campaign)
+            return campaign
+        self.overflow["campaigns"] += 1
+        return OTHER_CAMPAIGN
+
+    def _maybe_sweep(self) -> None:
+        """Now and then drop state that can never count again, so memory follows the active population.
+
+        The sweep time trails the largest applied ts by the future allowance: on the wall clock no evaluation
+        can come earlier than that, and on the event clock evaluation is at the largest applied ts itself.
+        """
+        if self.max_ts is None:
+            return
+        cfg = self.config
+        tb = (self.max_ts - cfg.max_future_ms) // cfg.bucket_ms
+        retention = cfg.retention_buckets
+        if self._swept_at is not None and tb - self._swept_at < max(retention // 4, 60):
+            return
+        self._swept_at = tb
+        for gate in self.accounts.values():
+            oldest_admissible = gate.watermark - cfg.grace_ms
+            for stream in gate.streams.values():
+                stream.forget_idle(tb, retention)
+                stream.audience.settle(oldest_admissible)
+
+    # -- evaluation ---------------------------------------------------------------------------------------
+
+    def event_time(self) -> int | None:
+        """The largest applied ts: the evaluation time on the event clock."""
+        return self.max_ts
+
+    def snapshot(self, at_ms: int) -> Snapshot:
+        """Every metric evaluated at `at_ms`. Successive evaluation times must not decrease."""
+        tb = at_ms // self.config.bucket_ms
+        streams = []
+        for gate in self.accounts.values():
+            for s in gate.streams.values():
+                streams.append(
+                    StreamSnapshot(
+                        account=s.account,
+                        platform=s.platform,
+                        audience_followers=s.audience.followers(),
+                        active_followers=s.active.counts(tb),
+                        engaged_actors=s.engaged.counts(tb),
+                        influencer_active_followers=s.influencer.counts(tb),
+                        campaign_engaged_actors={c: counts.counts(tb) for c, (_, counts) in s.campaigns.items()},
+                        new_followers=s.new_followers.counts(tb)[0],
+                        new_followers_activated=s.activated.counts(tb)[0],
+                        engagements={TYPES[code]: n for code, n in enumerate(s.engagements) if n},
+                        engaging_events=s.engaging_events,
+                        follower_engaging_events=s.follower_engaging_events,
+                        follows=s.follows,
+                        unfollows=s.unfollows,
+                        last_ts=s.last_ts,
+                        actors=len(s),
+                    )
+                )
+        return Snapshot(
+            at_ms=at_ms,
+            windows=self.config.window_labels,
+            streams=tuple(streams),
+            outcomes={"applied": self.applied, "duplicate": self.duplicates, "late": self.late,
+                      "invalid": self.invalid},
+            dead_letters=dict(self.dead_letter_counts),
+            overflow=dict(self.overflow),
+            watermark_ms=self.max_ts,
+        )
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """The whole state, for a checkpoint. Only ever load bytes this engine wrote (it is a pickle)."""
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @staticmethod
+    def from_bytes(config: EngineConfig, data: bytes) -> "Engine":
+        engine = pickle.loads(data)
+        if not isinstance(engine, Engine) or engine.config != config:
+            raise ValueError("checkpoint was written with other engine settings")
+        return engine
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_validator"]  # a memo, rebuilt on demand
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._validator = Validator()
+
+
+_TYPE_CODE = {name: code for code, name in enumerate(TYPES)}
+
+
+def _undecodable(raw: bytes, index: int, error: Exception) -> DeadLetter:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return DeadLetter("not_utf8", f"not valid UTF-8 at byte {e.start}", raw, index)
+    return DeadLetter("bad_json", str(error), raw, index)
+
+
+__all__ = ["DeadLetter", "Engine", "OUTCOMES", "Rejection"]

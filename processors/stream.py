@@ -1,0 +1,198 @@
+"""State of one (account, platform) stream: its actors, windows, cohort, audience and counters.
+
+Actors are stored column-wise (one `array` per field, one dict from actor id to row) because a stream can
+hold millions of them: a row costs a few machine words instead of a Python object per actor.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from processors.audience import Audience
+from processors.windows import WindowedCount
+from processors.wire import TYPES
+
+# Row flags.
+ENGAGED, ACTIVE, INFLUENCER = 1, 2, 4
+# Relation of an actor to the account, from its latest follow/unfollow in arrival order.
+NO_RELATION, FOLLOWING, UNFOLLOWED = 0, 1, 2
+
+
+class Stream:
+    """Everything the metrics of one stream are computed from.
+
+    Per actor row: the greatest engaging ts (activation compares it with the follow ts), the greatest bucket
+    of an engaging event as a follower, the same for influencer events, the relation and its follow ts.
+    """
+
+    __slots__ = (
+        "account", "platform", "bucket_ms", "rows", "free", "flags", "eng_ts", "act_b", "inf_b", "relation",
+        "follow_ts", "engaged", "active", "influencer", "new_followers", "activated", "audience", "campaigns",
+        "engagements", "engaging_events", "follower_engaging_events", "follows", "unfollows", "last_ts",
+        "window_spans",
+    )
+
+    def __init__(self, account: str, platform: str, bucket_ms: int, spans: tuple[int, ...], cohort_span: int):
+        self.account, self.platform, self.bucket_ms = account, platform, bucket_ms
+        self.window_spans = spans
+        self.rows: dict[str, int] = {}
+        self.free: list[int] = []
+        self.flags = bytearray()
+        self.eng_ts = array("q")
+        self.act_b = array("q")
+        self.inf_b = array("q")
+        self.relation = bytearray()
+        self.follow_ts = array("q")
+        self.engaged = WindowedCount(spans)
+        self.active = WindowedCount(spans)
+        self.influencer = WindowedCount(spans)
+        self.new_followers = WindowedCount((cohort_span,))
+        self.activated = WindowedCount((cohort_span,))
+        self.audience = Audience()
+        self.campaigns: dict[str, tuple[dict[str, int], WindowedCount]] = {}
+        self.engagements = [0] * len(TYPES)
+        self.engaging_events = self.follower_engaging_events = self.follows = self.unfollows = 0
+        self.last_ts: int | None = None
+
+    def _row(self, actor: str) -> int:
+        row = self.rows.get(actor)
+        if row is not None:
+            return row
+        if self.free:
+            row = self.free.pop()
+            self.flags[row] = 0
+            self.relation[row] = NO_RELATION
+        else:
+            row = len(self.flags)
+            self.flags.append(0)
+            self.eng_ts.append(0)
+            self.act_b.append(0)
+            self.inf_b.append(0)
+            self.relation.append(NO_RELATION)
+            self.follow_ts.append(0)
+        self.rows[actor] = row
+        return row
+
+    def follower_status(self, actor: str, default: bool) -> bool:
+        row = self.rows.get(actor)
+        if row is None:
+            return default
+        rel = self.relation[row]
+        return default if rel == NO_RELATION else rel == FOLLOWING
+
+    def engage(self, actor: str, ts: int, as_follower: bool, influencer: bool, campaign: str | None) -> None:
+        row = self._row(actor)
+        g = self.bucket_ms
+        b = ts // g
+        flags = self.flags[row]
+        self.engaging_events += 1
+
+        if not flags & ENGAGED:
+            self.engaged.add(b)
+            self.eng_ts[row] = ts
+            flags |= ENGAGED
+            if self.relation[row] == FOLLOWING and ts >= self.follow_ts[row]:
+                self.activated.add(self.follow_ts[row] // g)
+        else:
+            old = self.eng_ts[row]
+            if ts > old:
+                ob = old // g
+                if b != ob:
+                    self.engaged.move(ob, b)
+                self.eng_ts[row] = ts
+                if self.relation[row] == FOLLOWING:
+                    f = self.follow_ts[row]
+                    if old < f <= ts:
+                        self.activated.add(f // g)
+
+        if as_follower:
+            self.follower_engaging_events += 1
+            if not flags & ACTIVE:
+                self.active.add(b)
+                self.act_b[row] = b
+                flags |= ACTIVE
+            elif b > self.act_b[row]:
+                self.active.move(self.act_b[row], b)
+                self.act_b[row] = b
+            if influencer:
+                if not flags & INFLUENCER:
+                    self.influencer.add(b)
+                    self.inf_b[row] = b
+                    flags |= INFLUENCER
+                elif b > self.inf_b[row]:
+                    self.influencer.move(self.inf_b[row], b)
+                    self.inf_b[row] = b
+        self.flags[row] = flags
+
+        if campaign is not None:
+            entry = self.campaigns.get(campaign)
+            if entry is None:
+                entry = self.campaigns[campaign] = ({}, WindowedCount(self.window_spans))
+            members, counts = entry
+            old_b = members.get(actor)
+            if old_b is None:
+                counts.add(b)
+                members[actor] = b
+            elif b > old_b:
+                counts.move(old_b, b)
+                members[actor] = b
+
+    def follow(self, actor: str, ts: int) -> None:
+        row = self._row(actor)
+        self._leave_cohort(row)
+        g = self.bucket_ms
+        self.relation[row] = FOLLOWING
+        self.follow_ts[row] = ts
+        self.new_followers.add(ts // g)
+        if self.flags[row] & ENGAGED and self.eng_ts[row] >= ts:
+            self.activated.add(ts // g)
+        self.audience.follow(ts, 1)
+        self.follows += 1
+
+    def unfollow(self, actor: str, ts: int) -> None:
+        row = self._row(actor)
+        self._leave_cohort(row)
+        self.relation[row] = UNFOLLOWED
+        self.audience.follow(ts, -1)
+        self.unfollows += 1
+
+    def _leave_cohort(self, row: int) -> None:
+        if self.relation[row] != FOLLOWING:
+            return
+        f = self.follow_ts[row]
+        fb = f // self.bucket_ms
+        self.new_followers.remove(fb)
+        if self.flags[row] & ENGAGED and self.eng_ts[row] >= f:
+            self.activated.remove(fb)
+
+    def forget_idle(self, tb: int, retention: int) -> None:
+        """Drop actors that can never count again: engaged only at buckets ≤ tb - retention, and no relation.
+
+        Their last engagement is outside every window and, being older than any follow that could still land
+        in the cohort window, can no longer activate one.
+        """
+        horizon = tb - retention
+        g = self.bucket_ms
+        flags, eng_ts, relation = self.flags, self.eng_ts, self.relation
+        gone = [
+            (actor, row) for actor, row in self.rows.items()
+            if relation[row] == NO_RELATION and (not flags[row] & ENGAGED or eng_ts[row] // g <= horizon)
+        ]
+        for actor, row in gone:
+            f = flags[row]
+            if f & ENGAGED:
+                self.engaged.remove(eng_ts[row] // g)
+            if f & ACTIVE:
+                self.active.remove(self.act_b[row])
+            if f & INFLUENCER:
+                self.influencer.remove(self.inf_b[row])
+            del self.rows[actor]
+            self.free.append(row)
+        window_horizon = tb - max(self.window_spans)
+        for members, counts in self.campaigns.values():
+            stale = [actor for actor, b in members.items() if b <= window_horizon]
+            for actor in stale:
+                counts.remove(members.pop(actor))
+
+    def __len__(self) -> int:
+        return len(self.rows)

@@ -1,0 +1,109 @@
+"""Exact distinct counts over nested sliding windows, at O(1) amortised cost per change.
+
+Each tracked member (an actor, say) sits at one bucket: the last bucket at which it qualified. A window of
+`span` buckets evaluated at bucket `tb` holds the members at buckets `b` with `tb - span < b <= tb`.
+
+Rather than scanning members, `WindowedCount` keeps a histogram of members per bucket and, for the edges it
+was last evaluated at, how many members lie in each band between consecutive window edges. A member moving
+within the newest band (the usual case: an actor active again in the last hour) costs two dictionary updates.
+Evaluation only walks the buckets that crossed an edge since the previous evaluation, so live scraping and a
+single final evaluation are both linear in what changed.
+"""
+
+from __future__ import annotations
+
+NEVER = -(1 << 62)  # an edge below every bucket: before the first evaluation every member is in every window
+
+
+class WindowedCount:
+    """Distinct members per window for windows of `spans` buckets (ascending), all ending at the same bucket."""
+
+    __slots__ = ("spans", "hist", "edges", "bands", "top")
+
+    def __init__(self, spans: tuple[int, ...]) -> None:
+        self.spans = spans
+        self.hist: dict[int, int] = {}
+        # edges[j] = tb - spans[j] for the last evaluation bucket tb; descending in j.
+        self.edges = [NEVER] * len(spans)
+        # bands[j] = members with edges[j] < b <= edges[j-1] (bands[0]: above edges[0]).
+        self.bands = [0] * len(spans)
+        self.top = NEVER
+
+    def _band(self, b: int) -> int:
+        for j, edge in enumerate(self.edges):
+            if b > edge:
+                return j
+        return -1
+
+    def add(self, b: int) -> None:
+        hist = self.hist
+        hist[b] = hist.get(b, 0) + 1
+        if b > self.top:
+            self.top = b
+        j = 0 if b > self.edges[0] else self._band(b)
+        if j >= 0:
+            self.bands[j] += 1
+
+    def remove(self, b: int) -> None:
+        hist = self.hist
+        left = hist[b] - 1
+        if left:
+            hist[b] = left
+        else:
+            del hist[b]
+        j = 0 if b > self.edges[0] else self._band(b)
+        if j >= 0:
+            self.bands[j] -= 1
+
+    def move(self, old: int, new: int) -> None:
+        hist = self.hist
+        left = hist[old] - 1
+        if left:
+            hist[old] = left
+        else:
+            del hist[old]
+        hist[new] = hist.get(new, 0) + 1
+        if new > self.top:
+            self.top = new
+        edge0 = self.edges[0]
+        if old > edge0 and new > edge0:
+            return
+        jo = self._band(old)
+        jn = self._band(new)
+        if jo != jn:
+            if jo >= 0:
+                self.bands[jo] -= 1
+            if jn >= 0:
+                self.bands[jn] += 1
+
+    def counts(self, tb: int) -> tuple[int, ...]:
+        """Members in each window at evaluation bucket `tb`. Evaluation buckets must not decrease."""
+        edges, bands, hist = self.edges, self.bands, self.hist
+        last = len(edges) - 1
+        for j, span in enumerate(self.spans):
+            new_edge = tb - span
+            old_edge = edges[j]
+            if new_edge > old_edge:
+                crossed = _sum_between(hist, old_edge, new_edge)
+                if crossed:
+                    bands[j] -= crossed
+                    if j < last:
+                        bands[j + 1] += crossed
+                edges[j] = new_edge
+        ahead = _sum_between(hist, tb, self.top) if self.top > tb else 0
+        out, total = [], -ahead
+        for n in bands:
+            total += n
+            out.append(total)
+        return tuple(out)
+
+    def __len__(self) -> int:
+        return sum(self.hist.values())
+
+
+def _sum_between(hist: dict[int, int], lo: int, hi: int) -> int:
+    """Members at buckets lo < b <= hi: walk the range or the histogram, whichever is shorter."""
+    if hi - lo <= len(hist):
+        get = hist.get
+        return sum(get(b, 0) for b in range(lo + 1, hi + 1))
+    return sum(n for b, n in hist.items() if lo < b <= hi)

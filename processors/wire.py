@@ -1,0 +1,246 @@
+"""Wire format v1: what a valid interaction record is, and the reason a record is not.
+
+Validation is on the hot path of every event. Strings that repeat across events (accounts, platforms,
+campaigns, timestamps' minute prefixes) are validated once and remembered, so most records cost a few
+dictionary look-ups rather than regular-expression matches.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+MAX_RECORD_BYTES = 64 * 1024
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+ENGAGING_TYPES = ("like", "comment", "share", "reply", "mention", "save", "click")
+TYPES = ENGAGING_TYPES + ("view", "follow", "unfollow", "audience")
+
+# Type codes: engaging types are the codes below VIEW, so "is engaging" is one comparison.
+TYPE_CODE = {name: code for code, name in enumerate(TYPES)}
+VIEW, FOLLOW, UNFOLLOW, AUDIENCE = (TYPE_CODE[t] for t in ("view", "follow", "unfollow", "audience"))
+
+# \Z rather than $: `$` would also accept a trailing newline.
+PLATFORM_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,31}\Z")
+ACCOUNT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}\Z")
+CAMPAIGN_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+RFC3339_RE = re.compile(
+    r"\A(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+)
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MEMO_LIMIT = 200_000
+
+
+class Rejection(tuple):
+    """Why a record is invalid: `reason` is a short machine-readable token, `detail` says more for people."""
+
+    __slots__ = ()
+
+    def __new__(cls, reason: str, detail: str = "") -> "Rejection":
+        return tuple.__new__(cls, (reason, detail))
+
+    @property
+    def reason(self) -> str:
+        return self[0]
+
+    @property
+    def detail(self) -> str:
+        return self[1]
+
+
+def rfc3339_to_ms(text: str) -> int | None:
+    """Epoch milliseconds of an RFC 3339 timestamp with an offset, or None when it is not one.
+
+    Fractions below a millisecond are truncated. Leap seconds (`:60`) are rejected, as most parsers do.
+    """
+    m = RFC3339_RE.match(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
+    try:
+        ordinal = date(int(year), int(month), int(day)).toordinal()
+    except ValueError:
+        return None
+    h, mi, s = int(hour), int(minute), int(second)
+    if h > 23 or mi > 59 or s > 59:
+        return None
+    offset_min = 0
+    if not zulu:
+        ohh, omm = int(oh), int(om)
+        if ohh > 23 or omm > 59:
+            return None
+        offset_min = (ohh * 60 + omm) * (1 if sign == "+" else -1)
+    ms = int((frac or "0")[:3].ljust(3, "0"))
+    seconds = (ordinal - _EPOCH_ORDINAL) * 86_400 + h * 3_600 + mi * 60 + s - offset_min * 60
+    return seconds * 1_000 + ms
+
+
+def _two_digit_table(limit: int) -> dict[str, int]:
+    return {f"{n:02d}": n * 1_000 for n in range(limit)}
+
+
+_SECONDS_MS = _two_digit_table(60)
+_MILLIS = {f"{n:03d}": n for n in range(1000)}
+
+
+class Validator:
+    """Checks a decoded record against wire format v1 and returns its event time.
+
+    `check(record)` returns the `ts` in epoch milliseconds for a valid record, or a `Rejection`.
+    """
+
+    __slots__ = ("_accounts", "_platforms", "_campaigns", "_minutes")
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, bool] = {}
+        self._platforms: dict[str, bool] = {}
+        self._campaigns: dict[str, bool] = {}
+        # "YYYY-MM-DDTHH:MM:" -> epoch ms of that minute (None when the prefix is not a valid date and time).
+        self._minutes: dict[str, int | None] = {}
+
+    def check(self, rec: dict) -> int | Rejection:
+        try:
+            return self._check(rec)
+        except TypeError:
+            # An unhashable value (list, object) where a string belongs: find which field, slowly.
+            return self._explain(rec)
+
+    def _check(self, rec: dict) -> int | Rejection:
+        get = rec.get
+        type_code = TYPE_CODE.get(get("type"))
+        if type_code is None:
+            return self._explain(rec)
+        if not self._accounts.get(get("account")) or not self._platforms.get(get("platform")):
+            return self._explain(rec)
+        ident = get("id")
+        if type(ident) is not str or not 0 < len(ident) <= 128:
+            return self._explain(rec)
+        actor = get("actor")
+        if type(actor) is str:
+            if not 0 < len(actor) <= 128:
+                return self._explain(rec)
+        elif actor is not None or type_code != AUDIENCE:
+            return self._explain(rec)
+        campaign = get("campaign")
+        if campaign is not None and not self._campaigns.get(campaign):
+            return self._explain(rec)
+        follower = get("follower")
+        if follower is not None and type(follower) is not bool:
+            return self._explain(rec)
+        reach = get("actor_followers")
+        if reach is not None and (type(reach) is not int or not 0 <= reach <= INT64_MAX):
+            return self._explain(rec)
+        followers = get("followers")
+        if followers is None:
+            if type_code == AUDIENCE:
+                return self._explain(rec)
+        elif type(followers) is not int or not 0 <= followers <= INT64_MAX:
+            return self._explain(rec)
+        ts = get("ts")
+        if type(ts) is str:
+            # Fast path for the common `...T12:34:56Z` and `...T12:34:56.789Z` forms.
+            n = len(ts)
+            if n == 24 and ts[23] == "Z" and ts[19] == ".":
+                minute = self._minute(ts[:17])
+                sec = _SECONDS_MS.get(ts[17:19])
+                milli = _MILLIS.get(ts[20:23])
+                if minute is not None and sec is not None and milli is not None:
+                    return minute + sec + milli
+            elif n == 20 and ts[19] == "Z":
+                minute = self._minute(ts[:17])
+                sec = _SECONDS_MS.get(ts[17:19])
+                if minute is not None and sec is not None:
+                    return minute + sec
+            ms = rfc3339_to_ms(ts)
+            return ms if ms is not None else Rejection("invalid_ts", "not an RFC 3339 time with offset")
+        if type(ts) is int and INT64_MIN <= ts <= INT64_MAX:
+            return ts
+        return self._explain(rec)
+
+    def _minute(self, prefix: str) -> int | None:
+        try:
+            return self._minutes[prefix]
+        except KeyError:
+            pass
+        if len(self._minutes) > _MEMO_LIMIT:
+            self._minutes.clear()
+        ms = rfc3339_to_ms(prefix + "00Z")
+        self._minutes[prefix] = ms
+        return ms
+
+    def _explain(self, rec: dict) -> int | Rejection:
+        """The slow path: check every field in a fixed order, remember valid strings, name the first problem."""
+        get = rec.get
+        type_name = get("type")
+        if type_name is None:
+            return Rejection("missing_type", "required field `type` is absent")
+        if type(type_name) is not str:
+            return Rejection("invalid_type", "`type` must be a string")
+        if type_name not in TYPE_CODE:
+            return Rejection("unknown_type", f"`type` is not one of {' '.join(TYPES)}")
+        is_audience = type_name == "audience"
+
+        for name, required, problem in (
+            ("id", True, _bounded_string),
+            ("ts", True, _timestamp),
+            ("platform", True, self._remembered(self._platforms, PLATFORM_RE)),
+            ("account", True, self._remembered(self._accounts, ACCOUNT_RE)),
+            ("actor", not is_audience, _bounded_string),
+            ("follower", False, _boolean),
+            ("actor_followers", False, _count),
+            ("campaign", False, self._remembered(self._campaigns, CAMPAIGN_RE)),
+            ("followers", is_audience, _count),
+        ):
+            value = get(name)
+            if value is None:
+                if required:
+                    return Rejection(f"missing_{name}", f"required field `{name}` is absent")
+                continue
+            message = problem(value)
+            if message:
+                return Rejection(f"invalid_{name}", f"`{name}` {message}")
+        ts = get("ts")
+        return ts if type(ts) is int else rfc3339_to_ms(ts)
+
+    @staticmethod
+    def _remembered(memo: dict[str, bool], pattern: re.Pattern) -> callable:
+        def problem(value: object) -> str | None:
+            if type(value) is not str:
+                return "must be a string"
+            if pattern.match(value) is None:
+                return f"does not match {pattern.pattern[2:-2]}"
+            if len(memo) > _MEMO_LIMIT:
+                memo.clear()
+            memo[value] = True
+            return None
+
+        return problem
+
+
+def _bounded_string(value: object) -> str | None:
+    if type(value) is not str:
+        return "must be a string"
+    if not 0 < len(value) <= 128:
+        return "must be 1 to 128 characters"
+    return None
+
+
+def _timestamp(value: object) -> str | None:
+    if type(value) is str:
+        return None if rfc3339_to_ms(value) is not None else "is not an RFC 3339 time with offset"
+    if type(value) is int:
+        return None if INT64_MIN <= value <= INT64_MAX else "is outside the signed 64-bit range"
+    return "must be an RFC 3339 string or integer epoch milliseconds"
+
+
+def _boolean(value: object) -> str | None:
+    return None if type(value) is bool else "must be a boolean"
+
+
+def _count(value: object) -> str | None:
+    if type(value) is not int:
+        return "must be an integer"
+    if not 0 <= value <= INT64_MAX:
+        return "must be between 0 and 2^63-1"
+    return None

@@ -1,0 +1,121 @@
+"""The one settings object: flags override `ENGAGEWATCH_*` environment variables, which override defaults.
+
+Nested sections use a double underscore: `ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS=host:9092`.
+A bad value fails at start-up with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from processors.config import ConfigError, EngineConfig, parse_duration, windows_from_text
+
+ENV_PREFIX = "ENGAGEWATCH_"
+
+
+class SettingsError(SystemExit):
+    """Raised for bad configuration; exits with status 2 and a message naming the setting."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    interactions_topic: str = "engagewatch-interactions"
+    alerts_topic: str = "engagewatch-alerts"
+    dead_letter_topic: str = "engagewatch-dead-letters"
+    partitions: int = Field(8, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    retention: str = "7d"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: SecretStr | None = None
+
+
+class AlertSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    alertmanager_url: str | None = None
+    webhook_url: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything engagewatch reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    # -- engine (see processors.config.EngineConfig for the meaning of each) --
+    bucket: str = "60s"
+    windows: str = "1h,24h,7d"
+    grace: str = "5m"
+    dedup_horizon: str = "1h"
+    influencer_threshold: int = Field(10_000, ge=0)
+    cohort_window: str = "7d"
+    unknown_actor: Literal["follower", "not_follower"] = "follower"
+    max_streams: int = Field(10_000, ge=1)
+    max_campaigns_per_account: int = Field(100, ge=1)
+    max_future: str = "5m"
+
+    # -- exporter --
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, le=65535)
+    metrics_tls_certfile: str | None = None
+    metrics_tls_keyfile: str | None = None
+
+    # -- runtime --
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    kafka: KafkaSettings = KafkaSettings()
+    alerts: AlertSettings = AlertSettings()
+
+    def engine_config(self) -> EngineConfig:
+        try:
+            return EngineConfig(
+                bucket_ms=parse_duration(self.bucket, "bucket"),
+                windows=windows_from_text(self.windows),
+                grace_ms=parse_duration(self.grace, "grace"),
+                dedup_horizon_ms=parse_duration(self.dedup_horizon, "dedup_horizon"),
+                influencer_threshold=self.influencer_threshold,
+                cohort_ms=parse_duration(self.cohort_window, "cohort_window"),
+                unknown_actor=self.unknown_actor,
+                max_streams=self.max_streams,
+                max_campaigns_per_account=self.max_campaigns_per_account,
+                max_future_ms=parse_duration(self.max_future, "max_future"),
+            )
+        except ConfigError as e:
+            raise SettingsError(f"bad setting {env_name(e.setting)}: {e}") from None
+
+
+def env_name(setting: str) -> str:
+    return ENV_PREFIX + setting.upper().replace(".", "__")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with non-None `overrides` (from flags) on top; fails naming the setting."""
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{env_name('.'.join(str(p) for p in err['loc']))}: {err['msg']}" for err in e.errors()
+        )
+        raise SettingsError(f"bad setting {problems}") from None
+    settings.engine_config()  # validate the engine knobs now, not at the first event
+    return settings
