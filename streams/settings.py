@@ -45,6 +45,22 @@ class KafkaSettings(BaseModel):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_keyfile_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+    # -- worker (streams.faust_app) --
+    app_id: str = Field("engagewatch", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    """Faust app id = consumer group id, and the prefix of the checkpoint changelog topic."""
+    store: str = Field("memory://", pattern=r"^(memory|rocksdb)://")
+    """Local store of the checkpoint table: `memory://` (rebuilt from the changelog) or `rocksdb://` (rocksdict)."""
+    data_dir: str = "var/worker"
+    """Faust's data directory (RocksDB files live here)."""
+    checkpoint_interval: str = "10s"
+    """How often a partition's engine state and source offset are written to the checkpoint changelog."""
+    batch_size: int = Field(2000, ge=1)
+    """Records taken from the stream per batch (`stream.take_events`)."""
+    batch_within: str = "200ms"
+    """Longest wait for a batch to fill."""
+    connect_timeout: str = "15s"
+    """How long clients try to reach the cluster before giving up with an error."""
 
 
 class AlertSettings(BaseModel):

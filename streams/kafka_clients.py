@@ -1,0 +1,198 @@
+"""Kafka connection settings turned into client arguments, and the topics engagewatch uses.
+
+One place maps `Settings.kafka` to kafka-python (admin, producer), aiokafka (side readers) and Faust
+(credentials), so security works the same for every command. Credentials are passed to the clients and never
+logged: `describe_connection` is what may be printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any, NamedTuple
+
+from processors.config import parse_duration
+from streams.settings import KafkaSettings, Settings, SettingsError
+
+CHECKPOINT_TABLE = "checkpoints"
+"""Name of the worker's Faust table; its changelog topic is `<app_id>-checkpoints-changelog`."""
+
+
+class TopicSpec(NamedTuple):
+    """A topic engagewatch needs, as `engagewatch topics create` makes it."""
+
+    role: str
+    """What the topic holds: `interactions`, `alerts`, `dead-letters` or `checkpoints`."""
+    name: str
+    """Topic name from the settings."""
+    partitions: int
+    """Partition count; the interactions topic's bounds the worker parallelism."""
+    replication_factor: int
+    """Replicas per partition."""
+    configs: dict[str, str]
+    """Topic-level configuration (cleanup policy, retention)."""
+
+
+def changelog_topic(kafka: KafkaSettings) -> str:
+    """Faust's name for the checkpoint table's changelog."""
+    return f"{kafka.app_id}-{CHECKPOINT_TABLE}-changelog"
+
+
+def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
+    """Every topic, in creation order. The checkpoint changelog is compacted and co-partitioned with the input."""
+    retention_ms = str(_duration_ms(kafka.retention, "kafka.retention"))
+    deleting = {"cleanup.policy": "delete", "retention.ms": retention_ms}
+    return [
+        TopicSpec("interactions", kafka.interactions_topic, kafka.partitions, kafka.replication_factor, deleting),
+        TopicSpec("alerts", kafka.alerts_topic, kafka.partitions, kafka.replication_factor, deleting),
+        TopicSpec("dead-letters", kafka.dead_letter_topic, kafka.partitions, kafka.replication_factor, deleting),
+        TopicSpec(
+            "checkpoints",
+            changelog_topic(kafka),
+            kafka.partitions,
+            kafka.replication_factor,
+            # Compacted: only the latest checkpoint of each partition matters. No time-based deletion.
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"},
+        ),
+    ]
+
+
+def _duration_ms(text: str, setting: str) -> int:
+    from processors.config import ConfigError
+
+    try:
+        return parse_duration(text, setting)
+    except ConfigError as e:
+        raise SettingsError(f"bad setting ENGAGEWATCH_{setting.upper().replace('.', '__')}: {e}") from None
+
+
+def connect_timeout_ms(kafka: KafkaSettings) -> int:
+    return _duration_ms(kafka.connect_timeout, "kafka.connect_timeout")
+
+
+# -- security -------------------------------------------------------------------------------------------------
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context for SSL and SASL_SSL: server verification by `ssl_cafile` (system CAs without it),
+    a client certificate for mutual TLS when `ssl_certfile` is set."""
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=kafka.ssl_cafile)
+    ctx.check_hostname = kafka.ssl_check_hostname
+    if kafka.ssl_certfile:
+        password = kafka.ssl_keyfile_password.get_secret_value() if kafka.ssl_keyfile_password else None
+        ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile, password)
+    return ctx
+
+
+def _check_sasl(kafka: KafkaSettings) -> None:
+    if kafka.security_protocol.startswith("SASL_"):
+        if not kafka.sasl_mechanism:
+            raise SettingsError("bad setting ENGAGEWATCH_KAFKA__SASL_MECHANISM: required with SASL_* protocols")
+        if not kafka.sasl_username or kafka.sasl_password is None:
+            raise SettingsError(
+                "bad setting ENGAGEWATCH_KAFKA__SASL_USERNAME/ENGAGEWATCH_KAFKA__SASL_PASSWORD: "
+                "both are required with SASL_* protocols"
+            )
+
+
+def kafka_python_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection arguments shared by kafka-python's KafkaAdminClient and KafkaProducer."""
+    _check_sasl(kafka)
+    _quiet_config_logging()
+    conf: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "security_protocol": kafka.security_protocol,
+        "client_id": f"{kafka.app_id}-cli",
+        "bootstrap_timeout_ms": connect_timeout_ms(kafka),
+    }
+    ctx = ssl_context(kafka)
+    if ctx is not None:
+        conf["ssl_context"] = ctx
+    if kafka.security_protocol.startswith("SASL_"):
+        conf["sasl_mechanism"] = kafka.sasl_mechanism
+        conf["sasl_plain_username"] = kafka.sasl_username
+        conf["sasl_plain_password"] = kafka.sasl_password.get_secret_value()  # type: ignore[union-attr]
+    return conf
+
+
+def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection arguments for aiokafka clients (the worker's side readers)."""
+    _check_sasl(kafka)
+    conf: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers.split(","),
+        "security_protocol": kafka.security_protocol,
+        "client_id": f"{kafka.app_id}-reader",
+    }
+    ctx = ssl_context(kafka)
+    if ctx is not None:
+        conf["ssl_context"] = ctx
+    if kafka.security_protocol.startswith("SASL_"):
+        conf["sasl_mechanism"] = kafka.sasl_mechanism
+        conf["sasl_plain_username"] = kafka.sasl_username
+        conf["sasl_plain_password"] = kafka.sasl_password.get_secret_value()  # type: ignore[union-attr]
+    return conf
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """`broker_credentials` for the Faust app, or None for PLAINTEXT."""
+    import faust
+
+    _check_sasl(kafka)
+    ctx = ssl_context(kafka)
+    if kafka.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),  # type: ignore[union-attr]
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=ctx,
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+def describe_connection(kafka: KafkaSettings) -> str:
+    """Where and how we connect, safe to print: never a password."""
+    parts = [kafka.bootstrap_servers, kafka.security_protocol]
+    if kafka.sasl_mechanism and kafka.security_protocol.startswith("SASL_"):
+        parts.append(f"{kafka.sasl_mechanism} as {kafka.sasl_username}")
+    if kafka.security_protocol in ("SSL", "SASL_SSL") and kafka.ssl_certfile:
+        parts.append("client certificate")
+    return ", ".join(parts)
+
+
+class _DropClientConfig(logging.Filter):
+    """kafka-python's admin client logs its whole configuration (with the SASL password) at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Starting KafkaAdminClient with configuration")
+
+
+_FILTER = _DropClientConfig()
+
+
+def _quiet_config_logging() -> None:
+    logger = logging.getLogger("kafka.admin.client")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+
+
+class Unreachable(RuntimeError):
+    """The cluster did not answer within the connect timeout, or refused our credentials."""
+
+
+def admin_client(settings: Settings):
+    """A connected kafka-python admin client; `Unreachable` with a clear message when the cluster is not there."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    kafka = settings.kafka
+    try:
+        return KafkaAdminClient(**kafka_python_config(kafka))
+    except KafkaError as e:
+        raise Unreachable(
+            f"cannot reach Kafka at {describe_connection(kafka)} within {kafka.connect_timeout} "
+            f"({type(e).__name__}: {e}); check ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS and that the broker runs"
+        ) from None
