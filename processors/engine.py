@@ -76,6 +76,8 @@ class Engine:
             try:
                 rec = loads(raw)
             except decode_error as e:
+                if not raw.strip():
+                    continue  # a blank line holds no record
                 dead.append(_undecodable(raw, index, e))
                 continue
             if type(rec) is not dict:

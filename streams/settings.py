@@ -135,3 +135,31 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(f"bad setting {problems}") from None
     settings.engine_config()  # validate the engine knobs now, not at the first event
     return settings
+
+
+# Flags for the engine settings, shared by every command that runs an engine. Each overrides its
+# ENGAGEWATCH_* variable; the help names it.
+_ENGINE_FLAGS = (
+    ("bucket", str, "time bucket size g, e.g. 60s"),
+    ("windows", str, "comma-separated sliding windows, e.g. 1h,24h,7d"),
+    ("grace", str, "lateness allowance behind the account watermark, e.g. 5m"),
+    ("dedup_horizon", str, "how long ids are remembered behind the watermark, e.g. 1h"),
+    ("influencer_threshold", int, "actor_followers at or above this makes an influencer"),
+    ("cohort_window", str, "new-follower cohort window, e.g. 7d"),
+    ("unknown_actor", str, "follower status of an actor with nothing known: follower or not_follower"),
+    ("max_streams", int, "label budget: streams tracked"),
+    ("max_campaigns_per_account", int, "label budget: campaigns per account"),
+)
+
+
+def add_engine_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("engine settings")
+    for name, kind, help_text in _ENGINE_FLAGS:
+        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, metavar="V",
+                           help=f"{help_text} [{env_name(name)}]")
+
+
+def settings_from_args(args: Any, **more: Any) -> Settings:
+    """Settings from the environment with the engine flags present on `args`, and `more`, on top."""
+    overrides = {name: getattr(args, name, None) for name, _, _ in _ENGINE_FLAGS}
+    return load_settings(**overrides, **more)

@@ -1,0 +1,147 @@
+"""The embedded runner: the engine fed from files or stdin in one process, no broker.
+
+It owns the I/O the pure engine must not do: reading batches, choosing the evaluation time (event or wall
+clock), writing dead letters, serving `/metrics`, and handing snapshots to detectors.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import orjson
+
+from processors.engine import DeadLetter, Engine
+from processors.snapshot import Snapshot
+from streams.exporter import EngineCollector, exposition
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    lines: list[bytes]
+    first_line: int
+    """1-based line number of lines[0] in its source."""
+
+
+def file_batches(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Batch]:
+    """Whole lines from a binary file, about `chunk_bytes` at a time."""
+    carry = b""
+    line_no = 1
+    while chunk := f.read(chunk_bytes):
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        if lines:
+            yield Batch(lines, line_no)
+            line_no += len(lines)
+    if carry:
+        yield Batch([carry], line_no)
+
+
+def follow_batches(f: BinaryIO, max_lines: int = 2_000, max_wait_s: float = 0.2) -> Iterator[Batch | None]:
+    """Lines from a pipe as they come: a batch at most every `max_wait_s`, None when nothing arrived.
+
+    A reader thread blocks on the pipe so that the caller can keep evaluating (wall clock) while it is idle.
+    """
+    lines_q: queue.Queue[bytes | None] = queue.Queue(maxsize=100_000)
+
+    def reader() -> None:
+        for line in iter(f.readline, b""):
+            lines_q.put(line.rstrip(b"\r\n"))
+        lines_q.put(None)
+
+    threading.Thread(target=reader, name="stdin-reader", daemon=True).start()
+    line_no = 1
+    done = False
+    while not done:
+        batch: list[bytes] = []
+        deadline = time.monotonic() + max_wait_s
+        while len(batch) < max_lines:
+            try:
+                line = lines_q.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                done = True
+                break
+            batch.append(line)
+        if batch:
+            yield Batch(batch, line_no)
+            line_no += len(batch)
+        elif not done:
+            yield None
+
+
+class DeadLetterFile:
+    """Dead letters as JSON lines: reason, detail, where the record came from, and the record itself."""
+
+    def __init__(self, path: str, source: str) -> None:
+        self._f = open(path, "wb")
+        self._source = source
+
+    def write(self, batch: Batch, dead: list[DeadLetter]) -> None:
+        out = []
+        for d in dead:
+            entry = {"reason": d.reason, "detail": d.detail, "source": self._source, "line": batch.first_line + d.index}
+            try:
+                entry["record"] = d.raw.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["record_base64"] = base64.b64encode(d.raw).decode("ascii")
+            out.append(orjson.dumps(entry))
+        if out:
+            self._f.write(b"\n".join(out) + b"\n")
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class EmbeddedRunner:
+    """One engine, fed batch by batch, evaluated on the event or the wall clock."""
+
+    def __init__(self, engine: Engine, clock: str, now_ms: Callable[[], int] | None = None) -> None:
+        if clock not in ("event", "wall"):
+            raise ValueError(f"clock must be event or wall, not {clock!r}")
+        self.engine = engine
+        self.clock = clock
+        self.now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self.lock = threading.Lock()
+        self.records = 0
+        self.collector = EngineCollector(lambda: [self._snapshot_locked()], self.lock)
+        self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
+
+    def feed(self, batch: Batch) -> list[DeadLetter]:
+        with self.lock:
+            dead = self.engine.feed(batch.lines, self.now_ms() if self.clock == "wall" else None)
+            self.records += len(batch.lines)
+        return dead
+
+    def evaluation_time(self) -> int:
+        if self.clock == "wall":
+            return self.now_ms()
+        t = self.engine.event_time()
+        return 0 if t is None else t
+
+    def _snapshot_locked(self) -> Snapshot:
+        return self.engine.snapshot(self.evaluation_time())
+
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            snap = self._snapshot_locked()
+        for listener in self.snapshot_listeners:
+            listener(snap)
+        return snap
+
+    def write_exposition(self, path: str) -> None:
+        """The final exposition, written whole or not at all."""
+        data = exposition(self.collector)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
