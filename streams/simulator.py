@@ -52,7 +52,10 @@ def parse_time(text: str) -> int:
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
-    moment = datetime.fromisoformat(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 time or epoch milliseconds") from None
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset")
     return round(moment.timestamp() * 1000)
@@ -82,7 +85,9 @@ class Decay:
     def parse(cls, text: str) -> Decay:
         """`[ACCOUNT[/PLATFORM]=]DROP@AT[:sudden|:gradual:RAMP]`, e.g. `0.4@36h` or `acme/x=0.3@2d:gradual:6h`."""
         account, platform, rest = _split_target(text)
-        drop, _, when = rest.partition("@")
+        drop, at_sign, when = rest.partition("@")
+        if not at_sign:
+            raise ValueError(f"{text!r} is not like 0.4@36h")
         at, _, onset = when.partition(":")
         if onset in ("", "sudden"):
             ramp_ms = 0
@@ -115,7 +120,9 @@ class BoughtFollowers:
     def parse(cls, text: str) -> BoughtFollowers:
         """`[ACCOUNT[/PLATFORM]=]N@AT[:OVER]`, e.g. `5000@30h` or `acme/tiktok=20000@2d:1h`."""
         account, platform, rest = _split_target(text)
-        count, _, when = rest.partition("@")
+        count, at_sign, when = rest.partition("@")
+        if not at_sign:
+            raise ValueError(f"{text!r} is not like 5000@30h")
         at, _, over = when.partition(":")
         spike = cls(int(count), parse_duration(at, "bought-followers time"), account=account, platform=platform)
         return replace(spike, over_ms=parse_duration(over, "bought-followers spread")) if over else spike
@@ -180,7 +187,7 @@ class SimSpec:
             if isinstance(target, BoughtFollowers) and target.count < 1:
                 raise ValueError(f"bought followers must be at least 1, not {target.count}")
             if not any(_matches(target, a, p) for a, p in streams):
-                raise ValueError(f"no simulated stream matches {target.account}/{target.platform}")
+                raise ValueError(f"no simulated stream matches {target.account or '*'}/{target.platform or '*'}")
 
     @property
     def end_ms(self) -> int | None:
@@ -268,7 +275,8 @@ class _Stream:
         # 1 while actor i follows: an array, not a set, so a 1M-actor population costs 1 MB.
         self.status = bytearray(b"\x01" * self.initial_followers) + bytearray(population - self.initial_followers)
         self.converts: list[int] = []  # organic new followers who engage
-        self.first_id = first_id  # global actor number of population index 0; bots follow the population
+        self.first_id = first_id  # global actor number of population index 0
+        self.first_bot_id = 0  # global actor number of this stream's first bought follower
         self.bots_used = 0
         self.scale = population / spec.actors
         self.utc_offset_ms = utc_offset_ms
@@ -289,14 +297,19 @@ class _World:
     def __init__(self, spec: SimSpec) -> None:
         self.spec = spec
         self.rng = rng = random.Random(spec.seed)
+        # Injected anomalies draw from their own generator: with or without them, the organic stream is the same.
+        self.anomaly_rng = random.Random(f"anomalies:{spec.seed}")
         self.streams: list[_Stream] = []
         offsets = {account: rng.randrange(-8, 10) * HOUR_MS for account, _ in spec.streams()}
         next_id = 0
         for index, (account, platform) in enumerate(spec.streams()):
             population = max(10, round(spec.actors * rng.uniform(0.5, 1.5)))
             stream = _Stream(index, account, platform, population, spec, next_id, offsets[account])
-            next_id += population + stream.bot_count
+            next_id += population
             self.streams.append(stream)
+        for stream in self.streams:  # bots are numbered after every population, so they shift no organic id
+            stream.first_bot_id = next_id
+            next_id += stream.bot_count
         self.id_prime = next(p for p in _ID_PRIMES if p > next_id)
         self.id_shift = rng.randrange(self.id_prime)
         self.reach_salt = rng.getrandbits(64)
@@ -358,17 +371,16 @@ class _World:
             event["followers"] = max(0, round(s.followers * (1.0 + rng.gauss(0.0, 0.002))))
             return event
         if kind == _BOUGHT:
-            event = self._head(ts, s, "follow")
-            event["actor"] = self._actor_id(s.first_id + s.population + s.bots_used)
+            bots = self.anomaly_rng
+            event = self._head(ts, s, "follow", bots)
+            event["actor"] = self._actor_id(s.first_bot_id + s.bots_used)
             s.bots_used += 1
             s.followers += 1
-            if rng.random() < _REACH_SHARE:
-                event["actor_followers"] = rng.randrange(0, 40)
+            if bots.random() < _REACH_SHARE:
+                event["actor_followers"] = bots.randrange(0, 40)
             return event
         if kind == _FOLLOW or kind == _UNFOLLOW:
             return self._relation(ts, s, kind == _FOLLOW)
-        if kind == _FAN and any(rng.random() >= d.factor(ts - self.spec.start_ms) for d in s.decays):
-            return None  # thinned out by a decay
         return self._engagement(ts, s, kind)
 
     def _relation(self, ts: int, s: _Stream, follow: bool) -> dict | None:
@@ -387,8 +399,11 @@ class _World:
         self._set_actor(event, s.first_id + actor)
         return event
 
-    def _engagement(self, ts: int, s: _Stream, kind: int) -> dict:
-        """An engaging event (or a view), flagged `follower` on a share of them and tagged during campaigns."""
+    def _engagement(self, ts: int, s: _Stream, kind: int) -> dict | None:
+        """An engaging event (or a view), flagged `follower` on a share of them and tagged during campaigns.
+
+        None when a decay thins out this engagement by a follower.
+        """
         rng = self.rng
         if kind == _FAN:
             actor = self._fan(s)
@@ -405,6 +420,11 @@ class _World:
         campaign = self.campaigns.get(s.account)
         if campaign is not None and rng.random() < campaign.share:
             event["campaign"] = campaign.tag
+        if follows and kind != _VIEW and s.decays:
+            # Thinned once fully drawn, on the anomaly generator, so the rest of the stream is exactly the plain one.
+            keep = math.prod(d.factor(ts - self.spec.start_ms) for d in s.decays)
+            if self.anomaly_rng.random() >= keep:
+                return None
         return event
 
     def _set_actor(self, event: dict, g: int) -> None:
@@ -412,10 +432,10 @@ class _World:
         if self.rng.random() < _REACH_SHARE:
             event["actor_followers"] = self._reach(g)
 
-    def _head(self, ts: int, s: _Stream, kind_name: str) -> dict:
+    def _head(self, ts: int, s: _Stream, kind_name: str, rng: random.Random | None = None) -> dict:
         self.seq += 1
-        return {"id": f"ev{self.seq:x}", "ts": self._ts(ts), "platform": s.platform, "account": s.account,
-                "type": kind_name}
+        return {"id": f"ev{self.seq:x}", "ts": self._ts(ts, rng or self.rng), "platform": s.platform,
+                "account": s.account, "type": kind_name}
 
     def _fan(self, s: _Stream) -> int:
         """An engaging follower: a few super-fans, a long tail of occasional ones, and some recent converts."""
@@ -446,8 +466,8 @@ class _World:
         u = ((h >> 11) + 1) / 9007199254740993.0  # in (0, 1)
         return min(200_000_000, int(80.0 * u ** (-1.0 / 0.9)))
 
-    def _ts(self, ts: int) -> str | int:
-        if self.rng.random() < self.spec.int_ts_share:
+    def _ts(self, ts: int, rng: random.Random) -> str | int:
+        if rng.random() < self.spec.int_ts_share:
             return ts
         minute, rest = divmod(ts, 60_000)
         if minute != self.minute:

@@ -37,6 +37,18 @@ def _count(text: str) -> int:
     return value
 
 
+def _parsed(parse):
+    """An argparse type that shows the parser's own message instead of `invalid parse value`."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
 def _platforms(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
@@ -48,9 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="number of brand accounts: acme, globex, initech, … (default %(default)s)")
     parser.add_argument("--platforms", type=_platforms, default=defaults.platforms, metavar="LIST",
                         help="comma-separated platforms, each account is on all (default instagram,tiktok,x)")
-    parser.add_argument("--start", type=parse_time, default=defaults.start_ms, metavar="TIME",
+    parser.add_argument("--start", type=_parsed(parse_time), default=defaults.start_ms, metavar="TIME",
                         help="RFC 3339 time or epoch ms of the first event (default 2026-01-01T00:00:00Z)")
-    parser.add_argument("--duration", type=_duration, default=None, metavar="DUR",
+    parser.add_argument("--duration", type=_parsed(_duration), default=None, metavar="DUR",
                         help="simulated time, e.g. 2d (default 1d, or unbounded when --events is given)")
     parser.add_argument("--events", type=_count, default=None, metavar="N",
                         help="stop after exactly N lines, dirt included")
@@ -61,10 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--active-share", type=_share, default=defaults.active_share, metavar="SHARE",
                         help="share of followers who ever engage (default %(default)s)")
     parser.add_argument("--no-campaigns", dest="campaigns", action="store_false", help="run no campaigns")
-    parser.add_argument("--decay", type=Decay.parse, action="append", default=[], metavar="SPEC",
+    parser.add_argument("--decay", type=_parsed(Decay.parse), action="append", default=[], metavar="SPEC",
                         help="drop of the followers' engagement rate, repeatable: "
                              "[ACCOUNT[/PLATFORM]=]DROP@AT[:sudden|:gradual:RAMP], e.g. 0.4@36h")
-    parser.add_argument("--bought-followers", type=BoughtFollowers.parse, action="append", default=[],
+    parser.add_argument("--bought-followers", type=_parsed(BoughtFollowers.parse), action="append", default=[],
                         metavar="SPEC", help="spike of follows that never engage, repeatable: "
                                              "[ACCOUNT[/PLATFORM]=]N@AT[:OVER], e.g. 5000@30h")
     parser.add_argument("--dirt", type=_share, default=defaults.dirt, metavar="SHARE",
