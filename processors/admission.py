@@ -8,21 +8,30 @@ class AccountGate:
 
     The watermark is the largest `ts` applied for the account on any platform. Ids are remembered with the
     `ts` they were applied at, and count as seen while that `ts` is within the dedup horizon behind the
-    watermark; the check compares times rather than relying on when old ids were purged, so outcomes do not
-    depend on purge timing.
+    watermark. They are kept in two generations, swapped each time the watermark has moved on by a horizon:
+    whatever the older generation drops is already behind the horizon, so forgetting costs nothing per event
+    and outcomes never depend on when it happens.
     """
 
-    __slots__ = ("watermark", "ids", "purged_at", "streams", "campaigns")
+    __slots__ = ("watermark", "ids", "old_ids", "rotate_at", "streams", "campaigns")
 
     def __init__(self) -> None:
         self.watermark: int | None = None
         self.ids: dict[str, int] = {}
-        self.purged_at: int | None = None
+        self.old_ids: dict[str, int] = {}
+        self.rotate_at = 0
         self.streams: dict = {}  # platform -> Stream
         self.campaigns: set[str] = set()  # campaign labels given to this account, within its budget
 
-    def purge(self, horizon_ms: int) -> None:
-        """Forget ids that fell behind the horizon; called once the watermark has moved on by half a horizon."""
-        floor = self.watermark - horizon_ms
-        self.ids = {i: ts for i, ts in self.ids.items() if ts >= floor}
-        self.purged_at = self.watermark
+    def seen_at(self, ident: str) -> int | None:
+        """The ts an id was applied at, if it is still remembered."""
+        ts = self.ids.get(ident)
+        return self.old_ids.get(ident) if ts is None else ts
+
+    def advance(self, ts: int, horizon_ms: int) -> None:
+        """Move the watermark to `ts` (larger than the current one), rotating id generations when due."""
+        self.watermark = ts
+        if ts >= self.rotate_at:
+            self.old_ids = self.ids
+            self.ids = {}
+            self.rotate_at = ts + horizon_ms

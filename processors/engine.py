@@ -9,6 +9,7 @@ clock, touches Kafka or knows about Prometheus.
 from __future__ import annotations
 
 import pickle
+from operator import itemgetter
 from typing import NamedTuple
 
 import orjson
@@ -17,7 +18,10 @@ from processors.admission import AccountGate
 from processors.config import EngineConfig
 from processors.snapshot import Snapshot, StreamSnapshot
 from processors.stream import Stream
-from processors.wire import AUDIENCE, FOLLOW, MAX_RECORD_BYTES, TYPES, UNFOLLOW, VIEW, Rejection, Validator
+from processors.wire import (
+    AUDIENCE, FOLLOW, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, TYPE_CODE, TYPES, UNFOLLOW, VIEW, Z_SECONDS, Rejection,
+    Validator,
+)
 
 OUTCOMES = ("applied", "duplicate", "late", "invalid")
 OTHER_CAMPAIGN = "_other"  # cannot collide: real campaign names start with a letter or digit
@@ -56,18 +60,24 @@ class Engine:
     # -- feeding ------------------------------------------------------------------------------------------
 
     def feed(self, lines: list[bytes], now_ms: int | None = None) -> list[DeadLetter]:
-        """Process records in order; returns those not applied. `now_ms` only on the wall clock."""
+        """Process records in order; returns those not applied. `now_ms` only on the wall clock.
+
+        The fast path handles a record whose account, platform, campaign and timestamp halves were all seen
+        valid before, with plain look-ups; anything else (a first sighting, an audience snapshot, an invalid
+        record) takes the thorough path through `Validator.check`, which also fills those memos.
+        """
         cfg = self.config
-        grace, horizon, half_horizon = cfg.grace_ms, cfg.dedup_horizon_ms, cfg.dedup_horizon_ms // 2
-        future_limit = None if now_ms is None else now_ms + cfg.max_future_ms
+        grace, horizon = cfg.grace_ms, cfg.dedup_horizon_ms
+        future_limit = INT64_MAX if now_ms is None else now_ms + cfg.max_future_ms
         unknown_is_follower = cfg.unknown_actor == "follower"
         threshold = cfg.influencer_threshold
-        check = self._validator.check
+        validator = self._validator
+        minutes, campaigns = validator.minutes, validator.campaigns
         accounts = self.accounts
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        loads, decode_error, core = orjson.loads, orjson.JSONDecodeError, _CORE_FIELDS
         dead: list[DeadLetter] = []
         applied = duplicates = late = 0
-        max_ts = self.max_ts
+        max_ts = self.max_ts if self.max_ts is not None else INT64_MIN
 
         for index, raw in enumerate(lines):
             if len(raw) > MAX_RECORD_BYTES:
@@ -76,27 +86,54 @@ class Engine:
             try:
                 rec = loads(raw)
             except decode_error as e:
-                if not raw.strip():
-                    continue  # a blank line holds no record
-                dead.append(_undecodable(raw, index, e))
+                if raw.strip():  # a blank line holds no record
+                    dead.append(_undecodable(raw, index, e))
                 continue
-            if type(rec) is not dict:
-                dead.append(DeadLetter("not_object", "the record is not a JSON object", raw, index))
-                continue
-            ts = check(rec)
-            if type(ts) is not int:
-                dead.append(DeadLetter(ts.reason, ts.detail, raw, index))
-                continue
-            if future_limit is not None and ts > future_limit:
+            try:
+                type_name, account, platform, ident, ts, actor = core(rec)
+                code = TYPE_CODE[type_name]
+                if code == AUDIENCE:
+                    raise _SlowPath
+                gate = accounts[account]
+                stream = gate.streams[platform]
+                if type(ts) is str:
+                    ts = minutes[ts[:17]] + Z_SECONDS[ts[17:]]
+                elif type(ts) is not int or not INT64_MIN <= ts <= INT64_MAX:
+                    raise _SlowPath
+                if (type(ident) is not str or not 0 < len(ident) <= 128
+                        or type(actor) is not str or not 0 < len(actor) <= 128):
+                    raise _SlowPath
+                if len(rec) > 6:
+                    get = rec.get
+                    follower, reach, campaign = get("follower"), get("actor_followers"), get("campaign")
+                    if ((follower is not None and type(follower) is not bool)
+                            or (reach is not None and (type(reach) is not int or not 0 <= reach <= INT64_MAX))
+                            or (campaign is not None and campaign not in campaigns)
+                            or get("followers") is not None):
+                        raise _SlowPath
+                else:
+                    follower = reach = campaign = None
+            except Exception:
+                if type(rec) is not dict:
+                    dead.append(DeadLetter("not_object", "the record is not a JSON object", raw, index))
+                    continue
+                ts = validator.check(rec)
+                if type(ts) is not int:
+                    dead.append(DeadLetter(ts.reason, ts.detail, raw, index))
+                    continue
+                get = rec.get
+                type_name, account, platform, ident, actor = (
+                    get("type"), get("account"), get("platform"), get("id"), get("actor"))
+                follower, reach, campaign = get("follower"), get("actor_followers"), get("campaign")
+                code = TYPE_CODE[type_name]
+                gate = accounts.get(account)
+                if gate is None:
+                    gate = accounts[account] = AccountGate()
+                stream = gate.streams.get(platform)
+
+            if ts > future_limit:
                 dead.append(DeadLetter("future", f"ts is more than {cfg.max_future_ms} ms ahead of now", raw, index))
                 continue
-
-            account = rec["account"]
-            gate = accounts.get(account)
-            if gate is None:
-                gate = accounts[account] = AccountGate()
-                gate.purged_at = ts
-            ident = rec["id"]
             wm = gate.watermark
             if wm is not None:
                 if ts < wm - grace:
@@ -104,44 +141,35 @@ class Engine:
                     dead.append(DeadLetter("late", f"ts is more than {grace} ms behind the watermark", raw, index))
                     continue
                 seen = gate.ids.get(ident)
+                if seen is None:
+                    seen = gate.old_ids.get(ident)
                 if seen is not None and seen >= wm - horizon:
                     duplicates += 1
                     continue
                 if ts > wm:
-                    gate.watermark = ts
-                    if ts - gate.purged_at > half_horizon:
-                        gate.purge(horizon)
+                    gate.advance(ts, horizon)
             else:
-                gate.watermark = ts
+                gate.watermark, gate.rotate_at = ts, ts + horizon
             gate.ids[ident] = ts
             applied += 1
-            if max_ts is None or ts > max_ts:
+            if ts > max_ts:
                 max_ts = ts
 
-            platform = rec["platform"]
-            stream = gate.streams.get(platform)
             if stream is None:
                 stream = self._new_stream(gate, account, platform)
                 if stream is None:
                     continue
             if stream.last_ts is None or ts > stream.last_ts:
                 stream.last_ts = ts
-
-            code = _TYPE_CODE[rec["type"]]
             if code < VIEW:
-                actor = rec["actor"]
-                follower = rec.get("follower")
-                if follower is None:
-                    follower = stream.follower_status(actor, unknown_is_follower)
-                reach = rec.get("actor_followers")
-                campaign = rec.get("campaign")
                 if campaign is not None and campaign not in gate.campaigns:
                     campaign = self._campaign_label(gate, campaign)
-                stream.engage(actor, ts, follower, reach is not None and reach >= threshold, campaign)
+                stream.engage(actor, ts, follower, unknown_is_follower, reach is not None and reach >= threshold,
+                              campaign)
             elif code == FOLLOW:
-                stream.follow(rec["actor"], ts)
+                stream.follow(actor, ts)
             elif code == UNFOLLOW:
-                stream.unfollow(rec["actor"], ts)
+                stream.unfollow(actor, ts)
             elif code == AUDIENCE:
                 stream.audience.snapshot(ts, rec["followers"])
                 continue
@@ -154,7 +182,8 @@ class Engine:
         counts = self.dead_letter_counts
         for d in dead:
             counts[d.reason] = counts.get(d.reason, 0) + 1
-        self.max_ts = max_ts
+        if max_ts != INT64_MIN:
+            self.max_ts = max_ts
         self._maybe_sweep()
         return dead
 
@@ -261,7 +290,11 @@ class Engine:
         self._validator = Validator()
 
 
-_TYPE_CODE = {name: code for code, name in enumerate(TYPES)}
+_CORE_FIELDS = itemgetter("type", "account", "platform", "id", "ts", "actor")
+
+
+class _SlowPath(Exception):
+    """The fast path cannot vouch for this record: validate it thoroughly."""
 
 
 def _undecodable(raw: bytes, index: int, error: Exception) -> DeadLetter:

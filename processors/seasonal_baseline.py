@@ -4,15 +4,18 @@ Pure and incremental: the caller closes hours with `observe_hour(hour_index, tot
 `rate(hour_index)` for the expected amount per hour of exposure. An hour index is `epoch_ms // 3_600_000`
 (UTC hours; 1970-01-01 was a Thursday).
 
-Model: rate(h) = profile[hour of day] × weekday[day of week].
+Model: rate = profile[hour of day] × weekday[day of week], fitted to exponentially decayed totals and
+exposures kept per hour of the week (168 slots, memory `half_life_h`):
 
-* `profile` is a decayed mean per hour of day (memory `hour_half_life_h`), smoothed over the neighbouring hours
-  and shrunk towards the overall level with `profile_prior_h` pseudo-hours, so that a stream with a few events
-  an hour still gets a stable profile.
-* `weekday` is a decayed ratio observed / expected-without-weekday for each day of the week (memory
-  `weekday_half_life_h`), shrunk towards 1 with `weekday_prior` pseudo-units (events for counts).
-* Outliers: once warm, an hour's total is clipped to expected ± `clip_sigmas` standard deviations (Poisson plus
-  `overdispersion` relative noise for counts, `overdispersion` relative noise for values) before it is learned.
+* `profile[h]` pools the seven days of hour h and its two neighbouring hours (weights ¼ ½ ¼) and is shrunk
+  with `profile_prior` pseudo-events towards the mean of the surrounding seven hours (itself shrunk towards
+  the overall level), so that a stream with a few events an hour still gets a stable profile;
+* `weekday[d]` is observed / expected-by-profile over day d, shrunk towards 1 with `weekday_prior` pseudo-events
+  (counts) or pseudo-hours (values);
+* the two factors are refitted by alternating (backfitting) one step every `refit_every_h` learned hours;
+* once warm, an hour is clipped to expected ± `clip_sigmas` standard deviations (Poisson plus `overdispersion`
+  relative noise for counts; `overdispersion` relative noise for values) before it is learned, so a viral hour
+  or a glitch does not drag the baseline.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 HOUR_MS = 3_600_000
-_DOW_OFFSET = 3  # hour index 0 (1970-01-01T00Z) is a Thursday; Monday = 0
+_DOW_OFFSET = 3  # day 0 (1970-01-01) was a Thursday; Monday = 0
 
 
 def hour_of_day(hour_index: int) -> int:
@@ -37,12 +40,10 @@ def day_of_week(hour_index: int) -> int:
 class BaselineConfig:
     """Knobs of one seasonal baseline."""
 
-    hour_half_life_h: float = 7 * 24.0
-    """Memory of the hour-of-day profile and of the level."""
-    weekday_half_life_h: float = 21 * 24.0
-    """Memory of the day-of-week factors."""
-    profile_prior_h: float = 2.0
-    """Pseudo-hours at the overall level added to every hour-of-day slot (shrinkage)."""
+    half_life_h: float = 14 * 24.0
+    """Memory: an hour learned this long ago weighs half as much as the latest one."""
+    profile_prior: float = 10.0
+    """Pseudo-events (counts) or pseudo-hours (values) at the overall level added to every hour-of-day slot."""
     weekday_prior: float = 30.0
     """Pseudo-events (counts) or pseudo-hours (values) at factor 1 added to every day-of-week factor."""
     clip_sigmas: float = 3.0
@@ -53,54 +54,37 @@ class BaselineConfig:
     """True for event counts (Poisson noise); False for a real-valued series such as a ratio."""
     warm_hours: float = 24.0
     """Hours of exposure before outlier clipping starts."""
+    refit_every_h: float = 1.0
+    """Learned hours between two refits of the profile and weekday factors."""
 
 
 class SeasonalBaseline:
     """Expected amount per hour for any hour, learned from closed hours; see the module docstring."""
 
-    __slots__ = ("config", "_c", "_e", "_dc", "_de", "hours", "_cache", "_g_h", "_g_d")
+    __slots__ = ("config", "_c", "_e", "_scale", "_g", "hours", "_since_fit", "_profile", "_weekday", "_level")
 
     def __init__(self, config: BaselineConfig = BaselineConfig()) -> None:
         self.config = config
-        self._c = [0.0] * 24  # decayed totals per hour of day (weekday-adjusted exposure in _e)
-        self._e = [0.0] * 24
-        self._dc = [0.0] * 7  # decayed totals per day of week ...
-        self._de = [0.0] * 7  # ... and what the profile alone expected for them
+        self._c = [0.0] * 168  # decayed totals per hour of week (dow * 24 + hod), times _scale
+        self._e = [0.0] * 168  # decayed exposure hours, times _scale
+        self._scale = 1.0  # lazy decay: new hours are added with a growing weight instead of decaying all
+        self._g = 0.5 ** (-1.0 / config.half_life_h)
         self.hours = 0.0
         """Exposure learned so far, in hours (not decayed)."""
-        self._cache: dict[int, float] = {}
-        self._g_h = 0.5 ** (1.0 / config.hour_half_life_h)
-        self._g_d = 0.5 ** (1.0 / config.weekday_half_life_h)
+        self._since_fit = 0.0
+        self._profile = [0.0] * 24
+        self._weekday = [1.0] * 7
+        self._level = 0.0
 
     # -- reading --------------------------------------------------------------------------------------
 
     def level(self) -> float:
-        """The mean rate per hour over all hours of the day (0 before anything is learned)."""
-        e = sum(self._e)
-        return sum(self._c) / e if e > 0 else 0.0
-
-    def _profile(self, hod: int) -> float:
-        c, e = self._c, self._e
-        cs = 0.25 * c[hod - 1] + 0.5 * c[hod] + 0.25 * c[(hod + 1) % 24]
-        es = 0.25 * e[hod - 1] + 0.5 * e[hod] + 0.25 * e[(hod + 1) % 24]
-        prior = self.config.profile_prior_h
-        return (cs + prior * self.level()) / (es + prior)
-
-    def _weekday(self, dow: int) -> float:
-        prior = self.config.weekday_prior
-        if not self.config.counts:  # values: the prior is that many hours at the overall level
-            prior = prior * max(self.level(), 1e-12)
-        return (self._dc[dow] + prior) / (self._de[dow] + prior)
+        """The mean amount per hour over the week (0 before anything is learned)."""
+        return self._level
 
     def rate(self, hour_index: int) -> float:
         """Expected amount per hour of exposure during that hour."""
-        r = self._cache.get(hour_index)
-        if r is None:
-            r = self._profile(hour_of_day(hour_index)) * self._weekday(day_of_week(hour_index))
-            if len(self._cache) > 64:
-                self._cache.clear()
-            self._cache[hour_index] = r
-        return r
+        return self._profile[hour_index % 24] * self._weekday[(hour_index // 24 + _DOW_OFFSET) % 7]
 
     def expected(self, start_ms: int, end_ms: int) -> float:
         """Expected total over [start_ms, end_ms)."""
@@ -129,26 +113,58 @@ class SeasonalBaseline:
         if exposure <= 0:
             return 0.0
         cfg = self.config
-        hod, dow = hour_of_day(hour_index), day_of_week(hour_index)
-        profile = self._profile(hod)
-        weekday = self._weekday(dow)
         if self.warm:
-            mean = profile * weekday * exposure
+            mean = self.rate(hour_index) * exposure
             spread = cfg.clip_sigmas * self.sigma(mean)
             total = min(max(total, mean - spread), mean + spread)
-        g = self._g_h**exposure
-        for i in range(24):
-            self._c[i] *= g
-            self._e[i] *= g
-        gd = self._g_d**exposure
-        for i in range(7):
-            self._dc[i] *= gd
-            self._de[i] *= gd
-        self._c[hod] += total
-        self._e[hod] += exposure * weekday
-        if self.hours > 0:  # the first hour has no profile to compare the weekday with
-            self._dc[dow] += total
-            self._de[dow] += profile * exposure
+        self._scale *= self._g**exposure
+        if self._scale > 1e150:
+            k = 1.0 / self._scale
+            self._c = [v * k for v in self._c]
+            self._e = [v * k for v in self._e]
+            self._scale = 1.0
+        slot = day_of_week(hour_index) * 24 + hour_of_day(hour_index)
+        self._c[slot] += total * self._scale
+        self._e[slot] += exposure * self._scale
         self.hours += exposure
-        self._cache.clear()
+        self._since_fit += exposure
+        if self._since_fit >= cfg.refit_every_h or self.hours <= cfg.warm_hours:
+            self._refit()
         return total
+
+    def _refit(self) -> None:
+        """One backfitting step: profile given the weekday factors, then weekday factors given the profile."""
+        self._since_fit = 0.0
+        cfg, c, e, s = self.config, self._c, self._e, self._scale
+        total_c, total_e = sum(c), sum(e)
+        if total_e <= 0:
+            return
+        level = total_c / total_e
+        w = self._weekday
+        hc = [0.0] * 24
+        he = [0.0] * 24
+        for d in range(7):
+            wd, base = w[d], d * 24
+            for h in range(24):
+                hc[h] += c[base + h]
+                he[h] += e[base + h] * wd
+        prior_e = cfg.profile_prior * s / (max(level, 1e-9) if cfg.counts else 1.0)
+        profile = []
+        for h in range(24):
+            # shrink towards the mean of the surrounding seven hours (keeps the daily shape), itself towards level
+            wc = sum(hc[(h + k) % 24] for k in range(-3, 4))
+            we = sum(he[(h + k) % 24] for k in range(-3, 4))
+            wide = (wc + prior_e * level) / (we + prior_e)
+            num = 0.25 * hc[h - 1] + 0.5 * hc[h] + 0.25 * hc[(h + 1) % 24]
+            den = 0.25 * he[h - 1] + 0.5 * he[h] + 0.25 * he[(h + 1) % 24]
+            prior_h = prior_e * level / max(wide, 1e-9) if cfg.counts else prior_e
+            profile.append((num + prior_h * wide) / (den + prior_h))
+        prior_w = cfg.weekday_prior * s * (1.0 if cfg.counts else level)
+        weekday = []
+        for d in range(7):
+            base = d * 24
+            dc = sum(c[base : base + 24])
+            de = sum(e[base + h] * profile[h] for h in range(24))
+            weekday.append((dc + prior_w) / (de + prior_w) if de + prior_w > 0 else 1.0)
+        self._profile, self._weekday = profile, weekday
+        self._level = sum(profile[h] * weekday[d] for d in range(7) for h in range(24)) / 168

@@ -26,7 +26,7 @@ class Stream:
     """
 
     __slots__ = (
-        "account", "platform", "bucket_ms", "rows", "free", "flags", "eng_ts", "act_b", "inf_b", "relation",
+        "account", "platform", "bucket_ms", "rows", "used", "free", "flags", "eng_ts", "act_b", "inf_b", "relation",
         "follow_ts", "engaged", "active", "influencer", "new_followers", "activated", "audience", "campaigns",
         "engagements", "engaging_events", "follower_engaging_events", "follows", "unfollows", "last_ts",
         "window_spans",
@@ -36,6 +36,7 @@ class Stream:
         self.account, self.platform, self.bucket_ms = account, platform, bucket_ms
         self.window_spans = spans
         self.rows: dict[str, int] = {}
+        self.used = 0  # rows ever handed out; rows freed since are reused first
         self.free: list[int] = []
         self.flags = bytearray()
         self.eng_ts = array("q")
@@ -54,44 +55,42 @@ class Stream:
         self.engaging_events = self.follower_engaging_events = self.follows = self.unfollows = 0
         self.last_ts: int | None = None
 
-    def _row(self, actor: str) -> int:
-        row = self.rows.get(actor)
-        if row is not None:
-            return row
+    def _new_row(self, actor: str) -> int:
         if self.free:
             row = self.free.pop()
             self.flags[row] = 0
             self.relation[row] = NO_RELATION
         else:
-            row = len(self.flags)
-            self.flags.append(0)
-            self.eng_ts.append(0)
-            self.act_b.append(0)
-            self.inf_b.append(0)
-            self.relation.append(NO_RELATION)
-            self.follow_ts.append(0)
+            row = self.used
+            if row == len(self.flags):
+                # Grow every column by an eighth at once: appending six columns per actor costs more.
+                more = max(16, row >> 3)
+                self.flags.extend(bytes(more))
+                self.relation.extend(bytes(more))
+                zeros = array("q", bytes(8 * more))
+                for column in (self.eng_ts, self.act_b, self.inf_b, self.follow_ts):
+                    column.extend(zeros)
+            self.used = row + 1
         self.rows[actor] = row
         return row
 
-    def follower_status(self, actor: str, default: bool) -> bool:
+    def engage(self, actor: str, ts: int, follower: bool | None, unknown_is_follower: bool, influencer: bool,
+               campaign: str | None) -> None:
+        """An engaging event. `follower` is the event's own field (None when absent)."""
         row = self.rows.get(actor)
         if row is None:
-            return default
-        rel = self.relation[row]
-        return default if rel == NO_RELATION else rel == FOLLOWING
-
-    def engage(self, actor: str, ts: int, as_follower: bool, influencer: bool, campaign: str | None) -> None:
-        row = self._row(actor)
+            row = self._new_row(actor)
         g = self.bucket_ms
         b = ts // g
         flags = self.flags[row]
+        relation = self.relation[row]
         self.engaging_events += 1
 
         if not flags & ENGAGED:
             self.engaged.add(b)
             self.eng_ts[row] = ts
             flags |= ENGAGED
-            if self.relation[row] == FOLLOWING and ts >= self.follow_ts[row]:
+            if relation == FOLLOWING and ts >= self.follow_ts[row]:
                 self.activated.add(self.follow_ts[row] // g)
         else:
             old = self.eng_ts[row]
@@ -100,12 +99,14 @@ class Stream:
                 if b != ob:
                     self.engaged.move(ob, b)
                 self.eng_ts[row] = ts
-                if self.relation[row] == FOLLOWING:
+                if relation == FOLLOWING:
                     f = self.follow_ts[row]
                     if old < f <= ts:
                         self.activated.add(f // g)
 
-        if as_follower:
+        if follower is None:
+            follower = unknown_is_follower if relation == NO_RELATION else relation == FOLLOWING
+        if follower:
             self.follower_engaging_events += 1
             if not flags & ACTIVE:
                 self.active.add(b)
@@ -138,7 +139,9 @@ class Stream:
                 members[actor] = b
 
     def follow(self, actor: str, ts: int) -> None:
-        row = self._row(actor)
+        row = self.rows.get(actor)
+        if row is None:
+            row = self._new_row(actor)
         self._leave_cohort(row)
         g = self.bucket_ms
         self.relation[row] = FOLLOWING
@@ -150,7 +153,9 @@ class Stream:
         self.follows += 1
 
     def unfollow(self, actor: str, ts: int) -> None:
-        row = self._row(actor)
+        row = self.rows.get(actor)
+        if row is None:
+            row = self._new_row(actor)
         self._leave_cohort(row)
         self.relation[row] = UNFOLLOWED
         self.audience.follow(ts, -1)

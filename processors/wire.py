@@ -76,100 +76,29 @@ def rfc3339_to_ms(text: str) -> int | None:
     return seconds * 1_000 + ms
 
 
-def _two_digit_table(limit: int) -> dict[str, int]:
-    return {f"{n:02d}": n * 1_000 for n in range(limit)}
-
-
-_SECONDS_MS = _two_digit_table(60)
-_MILLIS = {f"{n:03d}": n for n in range(1000)}
+# The seconds part of the usual `Z` forms, `SSZ` and `SS.fffZ`, and its milliseconds: a table built once
+# (60 060 entries), so the engine's fast path parses such timestamps with two look-ups.
+Z_SECONDS: dict[str, int] = {f"{s:02d}Z": s * 1_000 for s in range(60)}
+Z_SECONDS.update({f"{s:02d}.{f:03d}Z": s * 1_000 + f for s in range(60) for f in range(1_000)})
 
 
 class Validator:
     """Checks a decoded record against wire format v1 and returns its event time.
 
-    `check(record)` returns the `ts` in epoch milliseconds for a valid record, or a `Rejection`.
+    `check(record)` returns the `ts` in epoch milliseconds for a valid record, or a `Rejection` naming the
+    first problem. It also fills the memos the engine's fast path reads: valid campaign names, and valid
+    `YYYY-MM-DDTHH:MM:` prefixes of timestamps with the epoch milliseconds of that minute.
     """
 
-    __slots__ = ("_accounts", "_platforms", "_campaigns", "_minutes")
+    __slots__ = ("campaigns", "minutes", "_accounts", "_platforms")
 
     def __init__(self) -> None:
+        self.campaigns: dict[str, bool] = {}
+        self.minutes: dict[str, int] = {}  # "2026-01-01T00:10:" -> epoch ms of that minute
         self._accounts: dict[str, bool] = {}
         self._platforms: dict[str, bool] = {}
-        self._campaigns: dict[str, bool] = {}
-        # "YYYY-MM-DDTHH:MM:" -> epoch ms of that minute (None when the prefix is not a valid date and time).
-        self._minutes: dict[str, int | None] = {}
 
     def check(self, rec: dict) -> int | Rejection:
-        try:
-            return self._check(rec)
-        except TypeError:
-            # An unhashable value (list, object) where a string belongs: find which field, slowly.
-            return self._explain(rec)
-
-    def _check(self, rec: dict) -> int | Rejection:
-        get = rec.get
-        type_code = TYPE_CODE.get(get("type"))
-        if type_code is None:
-            return self._explain(rec)
-        if not self._accounts.get(get("account")) or not self._platforms.get(get("platform")):
-            return self._explain(rec)
-        ident = get("id")
-        if type(ident) is not str or not 0 < len(ident) <= 128:
-            return self._explain(rec)
-        actor = get("actor")
-        if type(actor) is str:
-            if not 0 < len(actor) <= 128:
-                return self._explain(rec)
-        elif actor is not None or type_code != AUDIENCE:
-            return self._explain(rec)
-        campaign = get("campaign")
-        if campaign is not None and not self._campaigns.get(campaign):
-            return self._explain(rec)
-        follower = get("follower")
-        if follower is not None and type(follower) is not bool:
-            return self._explain(rec)
-        reach = get("actor_followers")
-        if reach is not None and (type(reach) is not int or not 0 <= reach <= INT64_MAX):
-            return self._explain(rec)
-        followers = get("followers")
-        if followers is None:
-            if type_code == AUDIENCE:
-                return self._explain(rec)
-        elif type(followers) is not int or not 0 <= followers <= INT64_MAX:
-            return self._explain(rec)
-        ts = get("ts")
-        if type(ts) is str:
-            # Fast path for the common `...T12:34:56Z` and `...T12:34:56.789Z` forms.
-            n = len(ts)
-            if n == 24 and ts[23] == "Z" and ts[19] == ".":
-                minute = self._minute(ts[:17])
-                sec = _SECONDS_MS.get(ts[17:19])
-                milli = _MILLIS.get(ts[20:23])
-                if minute is not None and sec is not None and milli is not None:
-                    return minute + sec + milli
-            elif n == 20 and ts[19] == "Z":
-                minute = self._minute(ts[:17])
-                sec = _SECONDS_MS.get(ts[17:19])
-                if minute is not None and sec is not None:
-                    return minute + sec
-            ms = rfc3339_to_ms(ts)
-            return ms if ms is not None else Rejection("invalid_ts", "not an RFC 3339 time with offset")
-        if type(ts) is int and INT64_MIN <= ts <= INT64_MAX:
-            return ts
-        return self._explain(rec)
-
-    def _minute(self, prefix: str) -> int | None:
-        try:
-            return self._minutes[prefix]
-        except KeyError:
-            pass
-        if len(self._minutes) > _MEMO_LIMIT:
-            self._minutes.clear()
-        ms = rfc3339_to_ms(prefix + "00Z")
-        self._minutes[prefix] = ms
-        return ms
-
-    def _explain(self, rec: dict) -> int | Rejection:
         """The slow path: check every field in a fixed order, remember valid strings, name the first problem."""
         get = rec.get
         type_name = get("type")
@@ -189,7 +118,7 @@ class Validator:
             ("actor", not is_audience, _bounded_string),
             ("follower", False, _boolean),
             ("actor_followers", False, _count),
-            ("campaign", False, self._remembered(self._campaigns, CAMPAIGN_RE)),
+            ("campaign", False, self._remembered(self.campaigns, CAMPAIGN_RE)),
             ("followers", is_audience, _count),
         ):
             value = get(name)
@@ -201,7 +130,14 @@ class Validator:
             if message:
                 return Rejection(f"invalid_{name}", f"`{name}` {message}")
         ts = get("ts")
-        return ts if type(ts) is int else rfc3339_to_ms(ts)
+        if type(ts) is int:
+            return ts
+        ms = rfc3339_to_ms(ts)
+        if ts[17:] in Z_SECONDS:
+            if len(self.minutes) > _MEMO_LIMIT:
+                self.minutes.clear()
+            self.minutes[ts[:17]] = ms - Z_SECONDS[ts[17:]]
+        return ms
 
     @staticmethod
     def _remembered(memo: dict[str, bool], pattern: re.Pattern) -> callable:

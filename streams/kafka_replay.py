@@ -20,11 +20,10 @@ from streams.settings import Settings
 
 
 def read_records(stream: BinaryIO) -> Iterator[bytes]:
-    """One record per line, without its line ending; blank lines are not records."""
+    """One record per line without its `\n`, exactly as `engagewatch run` splits a file: a blank line is a
+    record (an invalid one), a final line without `\n` is a record, nothing after the last `\n` is."""
     for line in stream:
-        line = line.rstrip(b"\r\n")
-        if line:
-            yield line
+        yield line[:-1] if line.endswith(b"\n") else line
 
 
 def account_key(record: bytes) -> bytes | None:

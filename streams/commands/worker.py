@@ -1,0 +1,108 @@
+"""`engagewatch worker`: a Faust worker running the engine on the interactions topic, serving `/metrics`.
+
+Before Faust starts, the cluster is asked (within ENGAGEWATCH_KAFKA__CONNECT_TIMEOUT) for the interactions
+topic: an unreachable cluster or a missing topic ends the command with a clear message, not a hang.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+HELP = "run a Faust worker on the interactions topic"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from streams.settings import add_engine_arguments
+
+    p.add_argument("--clock", choices=("wall", "event"), default="wall",
+                   help="evaluation time: now (wall, default) or the largest applied ts (event, for replays)")
+    p.add_argument("--metrics-port", type=int, metavar="N",
+                   help="serve /metrics on this port (ENGAGEWATCH_METRICS_PORT; 0 disables)")
+    p.add_argument("--bootstrap-servers", help="host:port[,host:port] (ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS)")
+    p.add_argument("--store", help="checkpoint table store: memory:// or rocksdb:// (ENGAGEWATCH_KAFKA__STORE)")
+    p.add_argument("--batch-size", type=int, help="records per batch (ENGAGEWATCH_KAFKA__BATCH_SIZE)")
+    p.add_argument("--checkpoint-interval", help="e.g. 10s (ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL)")
+    add_engine_arguments(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    from streams import logs
+    from streams.kafka_clients import Unreachable, describe_connection
+    from streams.settings import settings_from_args
+
+    settings = settings_from_args(args)
+    kafka_overrides = {
+        "bootstrap_servers": args.bootstrap_servers,
+        "store": args.store,
+        "batch_size": args.batch_size,
+        "checkpoint_interval": args.checkpoint_interval,
+    }
+    kafka_overrides = {k: v for k, v in kafka_overrides.items() if v is not None}
+    if kafka_overrides:
+        settings = settings_from_args(args, kafka=settings.kafka.model_dump() | kafka_overrides)
+    logs.configure(settings.log_level, settings.log_format)
+    log = logs.get("engagewatch.worker")
+
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.setLevel(logging.CRITICAL)  # the message below says it all; kafka-python would log every retry
+    try:
+        partitions = interactions_partitions(settings)
+    except Unreachable as e:
+        print(f"engagewatch worker: {e}", file=sys.stderr)
+        return 1
+    finally:
+        kafka_log.setLevel(logging.WARNING)
+    if settings.kafka.store.startswith("rocksdb"):
+        try:
+            import rocksdict  # noqa: F401
+        except ImportError:
+            print("engagewatch worker: the rocksdb:// store needs rocksdict: pip install 'engagewatch[rocksdb]'",
+                  file=sys.stderr)
+            return 2
+
+    import faust
+
+    from streams.exporter import serve
+    from streams.faust_app import WorkerRuntime, build_app
+
+    os.makedirs(settings.kafka.data_dir, exist_ok=True)
+    runtime = WorkerRuntime(settings, args.clock)
+    app = build_app(runtime, partitions)
+    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    server = None
+    if port:
+        server = serve(runtime.collector, settings.metrics_host, port,
+                       settings.metrics_tls_certfile, settings.metrics_tls_keyfile)
+    log.info("worker starting", kafka=describe_connection(settings.kafka), topic=settings.kafka.interactions_topic,
+             partitions=partitions, clock=args.clock, store=settings.kafka.store,
+             metrics=f"{settings.metrics_host}:{port}" if port else None)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, override_logging=False,
+                          redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        if server is not None:
+            server.shutdown()
+    return 0
+
+
+def interactions_partitions(settings) -> int:
+    """Partition count of the interactions topic; `Unreachable` when the cluster or the topic is not there."""
+    from streams.kafka_clients import Unreachable, admin_client
+
+    admin = admin_client(settings)
+    try:
+        topic = settings.kafka.interactions_topic
+        meta = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    found = [t for t in meta if t["name"] == topic and not t["error_code"]]
+    if not found:
+        raise Unreachable(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}; "
+                          "run `engagewatch topics create`")
+    return len(found[0]["partitions"])
