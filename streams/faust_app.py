@@ -330,7 +330,6 @@ def build_app(runtime: WorkerRuntime, partitions: int) -> Any:
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         processing_guarantee="at_least_once",
-        broker_request_timeout=parse_duration(kafka.connect_timeout, "kafka.connect_timeout") / 1000 + 30,
     )
     source = app.topic(kafka.interactions_topic, key_serializer="raw", value_serializer="raw", partitions=partitions)
     runtime.dead_letter_topic = app.topic(kafka.dead_letter_topic, key_serializer="raw", value_serializer="raw")
