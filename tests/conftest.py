@@ -1,0 +1,7 @@
+"""Shared test set-up. Broker tests find or start the local Kafka through the plugin below."""
+
+import os
+
+# Tests never inherit a developer's engagewatch settings.
+for _name in [n for n in os.environ if n.startswith("ENGAGEWATCH_")]:
+    del os.environ[_name]
