@@ -98,8 +98,10 @@ class DecayConfig:
     """The CUSUM is capped this far above its threshold, so that it recovers in bounded time."""
     silence_min_ms: int = 15 * 60_000
     """A stream is never silent after less than this without events."""
-    silence_expected_events: float = 10.0
-    """Silent once this many events were expected during the gap."""
+    silence_expected_events: float = 15.0
+    """Silent once this many events were expected during the gap (at the recent rate, if lower than usual)."""
+    recent_half_life_h: float = 3.0
+    """Memory of the recent all-events rate relative to its baseline, used by the silence test."""
     max_pending_ms: int = 6 * 3_600_000
     """A gap that is still not silence after this long is taken as genuine zeros."""
     hollow_window: str = "24h"
@@ -181,7 +183,9 @@ class _Transition:
         self.candidate_since = 0
         self.last_resolved: int | None = None
 
-    def step(self, T: int, desired: int, cfg: DecayConfig, immediate: bool = False) -> tuple[int, int, int] | None:
+    def step(
+        self, T: int, desired: int, cfg: DecayConfig, immediate: bool = False, cooldown: bool = True
+    ) -> tuple[int, int, int] | None:
         """Move towards `desired`; returns (old, new, old since) when the state changed at T."""
         if desired == self.state:
             self.candidate = None
@@ -191,7 +195,7 @@ class _Transition:
         hold = cfg.min_duration_ms if desired > self.state else cfg.resolve_after_ms
         if not immediate and T - self.candidate_since < hold:
             return None
-        if self.state == OK and self.last_resolved is not None and T - self.last_resolved < cfg.cooldown_ms:
+        if cooldown and self.state == OK and self.last_resolved is not None and T - self.last_resolved < cfg.cooldown_ms:
             return None
         old, old_since = self.state, self.since
         self.state, self.candidate = desired, None
@@ -258,6 +262,7 @@ class _Stream:
             _Window(rule, cfg.windows.index(rule.window), cfg) for rule in cfg.rules if rule.window in cfg.windows
         ]
         self.pending: list[tuple[int, int, int, int, int]] = []
+        self.recent = [0.0, 0.0]  # decayed all events observed / expected
         self.silent = False
         self.silence = _Transition()
         # hour accumulator of consumed intervals
@@ -293,17 +298,17 @@ class _Stream:
             if not self.silent:
                 self.pending.append(iv)
                 start = self.pending[0][0]
-                expected = self.all_base.expected(start, T) if self.all_base.hours >= 24 else 0.0
+                expected = self.all_base.expected(start, T) * self._recent_factor() if self.all_base.hours >= 24 else 0.0
                 if T - start >= cfg.silence_min_ms and expected >= cfg.silence_expected_events:
                     self.silent = True
                     self.pending.clear()
-                    out += self._emit(T, self.silence, self.silence.step(T, WARNING, cfg, True), SILENT, None, cfg)
+                    out += self._emit(T, self.silence, self.silence.step(T, WARNING, cfg, True, False), SILENT, None, cfg)
                 elif T - start >= cfg.max_pending_ms:
                     self._flush()
         else:
             if self.silent:
                 self.silent = False
-                out += self._emit(T, self.silence, self.silence.step(T, OK, cfg, True), SILENT, None, cfg)
+                out += self._emit(T, self.silence, self.silence.step(T, OK, cfg, True, False), SILENT, None, cfg)
             self._flush()
             self._consume(iv)
         out += self._evaluate_decay(cfg, T)
@@ -334,10 +339,19 @@ class _Stream:
             acc[2] += n_fol * share
             acc[3] += (nxt - t) / HOUR_MS
             t = nxt
+        if self.all_base.hours >= 24:
+            g = 0.5 ** (span / HOUR_MS / self.cfg.recent_half_life_h)
+            self.recent[0] = self.recent[0] * g + n_all
+            self.recent[1] = self.recent[1] * g + self.all_base.expected(t0, t1)
         if self.fe_base.hours >= 24:
             mu0 = self.fe_base.expected(t0, t1)
             for w in self.windows:
                 w.cusum.update(n_fe, mu0)
+
+    def _recent_factor(self) -> float:
+        """Recent all-events rate over its baseline, capped at 1 (a decaying stream is expected to be quieter)."""
+        n, m = self.recent
+        return 1.0 if m < 5.0 else min(1.0, (n + 1.0) / m)
 
     def _close_hour(self) -> None:
         if self.hour is None:

@@ -140,6 +140,9 @@ class SeasonalBaseline:
         if total_e <= 0:
             return
         level = total_c / total_e
+        if level <= 0.0:
+            self._profile, self._weekday, self._level = [0.0] * 24, [1.0] * 7, 0.0
+            return
         w = self._weekday
         hc = [0.0] * 24
         he = [0.0] * 24
