@@ -16,7 +16,7 @@ from processors.config import parse_duration
 from streams.simulator import BoughtFollowers, Decay, SimSpec, generate, parse_time
 
 HELP = "write realistic synthetic interaction events (wire format v1)"
-_BATCH = 20_000  # lines per write: few syscalls without holding the whole file in memory
+_BATCH = 10_000  # lines per write: few syscalls without holding the whole file in memory
 
 
 def _duration(text: str) -> int:
