@@ -5,3 +5,5 @@ import os
 # Tests never inherit a developer's engagewatch settings.
 for _name in [n for n in os.environ if n.startswith("ENGAGEWATCH_")]:
     del os.environ[_name]
+
+pytest_plugins = ["kafka_broker"]
