@@ -171,6 +171,8 @@ class SimSpec:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if not self.platforms:
             raise ValueError("platforms must not be empty")
+        if self.accounts * len(self.platforms) > MAX_STREAMS:
+            raise ValueError(f"at most {MAX_STREAMS} streams can be simulated")
         if self.rate <= 0:
             raise ValueError(f"rate must be positive, not {self.rate}")
         if self.duration_ms is not None and self.duration_ms <= 0:
@@ -234,6 +236,8 @@ def generate(spec: SimSpec) -> Iterator[bytes]:
 # Event kinds inside one hour's sort key, below the timestamp and the stream index.
 _FAN, _OUTSIDER, _VIEW, _FOLLOW, _UNFOLLOW, _BOUGHT, _AUDIENCE = range(7)
 _KIND_BITS, _STREAM_BITS = 4, 20
+_TS_SHIFT = _KIND_BITS + _STREAM_BITS
+MAX_STREAMS = 1 << _STREAM_BITS
 # Share of a stream's events by kind; engagements are split between fans (followers) and outsiders.
 _MIX = {_FAN: 0.42, _OUTSIDER: 0.26, _VIEW: 0.30, _FOLLOW: 0.012, _UNFOLLOW: 0.008}
 _TYPE_CUM = tuple(accumulate((0.56, 0.12, 0.06, 0.06, 0.04, 0.07, 0.09)))
@@ -269,7 +273,8 @@ class _Stream:
                  first_id: int, utc_offset_ms: int) -> None:
         self.index, self.account, self.platform = index, account, platform
         self.population = population
-        self.initial_followers = max(1, round(population * spec.follower_share))
+        # At least one follower and one outsider, so both kinds of actor can be drawn.
+        self.initial_followers = min(population - 1, max(1, round(population * spec.follower_share)))
         self.active = max(1, round(self.initial_followers * spec.active_share))
         self.followers = self.initial_followers
         # 1 while actor i follows: an array, not a set, so a 1M-actor population costs 1 MB.
@@ -344,13 +349,13 @@ class _World:
             for kind, share in _MIX.items():
                 lam = base * share * (1.0 if kind in (_VIEW, _UNFOLLOW) else boost)
                 for _ in range(_poisson(rng, lam)):
-                    keys.append((start + int(rng.random() * span)) << (_STREAM_BITS + _KIND_BITS) | stream_key | kind)
+                    keys.append((start + int(rng.random() * span)) << _TS_SHIFT | stream_key | kind)
             for b in s.bought:
-                keys.extend(ts << (_STREAM_BITS + _KIND_BITS) | stream_key | _BOUGHT for ts in _spike(b, self.spec, start, stop))
-            keys.append(start << (_STREAM_BITS + _KIND_BITS) | stream_key | _AUDIENCE)
+                keys.extend(ts << _TS_SHIFT | stream_key | _BOUGHT for ts in _spike(b, self.spec, start, stop))
+            keys.append(start << _TS_SHIFT | stream_key | _AUDIENCE)
         keys.sort()
-        stream_mask = (1 << _STREAM_BITS) - 1
-        return [(k >> (_STREAM_BITS + _KIND_BITS), self.streams[(k >> _KIND_BITS) & stream_mask], k & 15) for k in keys]
+        stream_mask, kind_mask = MAX_STREAMS - 1, (1 << _KIND_BITS) - 1
+        return [(k >> _TS_SHIFT, self.streams[(k >> _KIND_BITS) & stream_mask], k & kind_mask) for k in keys]
 
     def _roll_campaigns(self, now: int) -> None:
         rng = self.rng
@@ -367,7 +372,7 @@ class _World:
         rng = self.rng
         if kind == _AUDIENCE:
             event = self._head(ts, s, "audience")
-            # Platforms report rounded, slightly lagging counts.
+            # Platform counts are noisy (caching, spam sweeps): the snapshot is the true count within ~0.2 %.
             event["followers"] = max(0, round(s.followers * (1.0 + rng.gauss(0.0, 0.002))))
             return event
         if kind == _BOUGHT:
@@ -391,7 +396,7 @@ class _World:
             actor = self._pick(s, lambda s: int(s.initial_followers * rng.random()), 1)
         if actor is None:
             return None
-        s.status[actor] = follow
+        s.status[actor] = int(follow)
         s.followers += 1 if follow else -1
         if follow and rng.random() < _CONVERT_ACTIVATION:
             s.converts.append(actor)
@@ -452,7 +457,7 @@ class _World:
     def _pick(s: _Stream, draw, wanted_status: int) -> int | None:
         for _ in range(8):
             actor = draw(s)
-            if actor < s.population and s.status[actor] == wanted_status:
+            if s.status[actor] == wanted_status:
                 return actor
         return None
 
