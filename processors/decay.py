@@ -113,8 +113,8 @@ class DecayConfig:
     cohort_label: str = "7d"
     cohort_ms: int = 7 * 86_400_000
     onboarding_min_new: int = 30
-    onboarding_drop: float = 0.5
-    onboarding_exit_drop: float = 0.3
+    onboarding_drop: float = 0.35
+    onboarding_exit_drop: float = 0.2
     onboarding_z: float = 3.0
     onboarding_half_life_h: float = 48.0
     rate_baseline: BaselineConfig = BaselineConfig()

@@ -31,7 +31,7 @@ SLACK_MS = 3 * HOUR_MS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--per-cell", type=int, default=10, help="streams per scenario cell (default 10)")
+    parser.add_argument("--per-cell", type=int, default=8, help="streams per scenario cell (default 8)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--tick", type=int, default=300, help="evaluation tick in seconds (default 300)")
