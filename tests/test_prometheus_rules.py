@@ -224,10 +224,14 @@ class TestAlertmanagerConfig:
 
     def test_audience_alerts_keep_the_detector_identity(self) -> None:
         """Alerts on the detector's gauges keep only its labels, so Alertmanager merges them with pushed alerts."""
-        for rule in _alerts():
-            if "engagewatch_decay_state" in rule["expr"] or "engagewatch_stream_silent" in rule["expr"]:
-                assert set(rule["labels"]) == {"severity"}
-                assert re.search(r"max by \(account, platform(, window)?\)", rule["expr"])
+        detector_gauges = ("engagewatch_decay_state", "engagewatch_stream_silent", "engagewatch_hollow_growth",
+                           "engagewatch_onboarding_collapse")
+        mirrored = [r for r in _alerts() if any(g in r["expr"] for g in detector_gauges)]
+        assert {r["alert"] for r in mirrored} == {"EngagementDecay", "EngagementStreamSilent", "HollowFollowerGrowth",
+                                                  "OnboardingCollapse"}
+        for rule in mirrored:
+            assert set(rule["labels"]) <= {"severity", "window"}
+            assert re.search(r"max by \(account, platform(, window)?\)", rule["expr"])
 
     def test_receivers_are_webhooks(self) -> None:
         """Every receiver is a webhook (Alertmanager API v2 payload) that also sends resolutions."""
