@@ -23,15 +23,8 @@ class AccountGate:
         self.streams: dict = {}  # platform -> Stream
         self.campaigns: set[str] = set()  # campaign labels given to this account, within its budget
 
-    def seen_at(self, ident: str) -> int | None:
-        """The ts an id was applied at, if it is still remembered."""
-        ts = self.ids.get(ident)
-        return self.old_ids.get(ident) if ts is None else ts
-
-    def advance(self, ts: int, horizon_ms: int) -> None:
-        """Move the watermark to `ts` (larger than the current one), rotating id generations when due."""
-        self.watermark = ts
-        if ts >= self.rotate_at:
-            self.old_ids = self.ids
-            self.ids = {}
-            self.rotate_at = ts + horizon_ms
+    def rotate(self, horizon_ms: int) -> None:
+        """Start a new id generation; due once the watermark reaches `rotate_at`."""
+        self.old_ids = self.ids
+        self.ids = {}
+        self.rotate_at = self.watermark + horizon_ms

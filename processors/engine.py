@@ -147,7 +147,9 @@ class Engine:
                     duplicates += 1
                     continue
                 if ts > wm:
-                    gate.advance(ts, horizon)
+                    gate.watermark = ts
+                    if ts >= gate.rotate_at:
+                        gate.rotate(horizon)
             else:
                 gate.watermark, gate.rotate_at = ts, ts + horizon
             gate.ids[ident] = ts
@@ -159,7 +161,7 @@ class Engine:
                 stream = self._new_stream(gate, account, platform)
                 if stream is None:
                     continue
-            if stream.last_ts is None or ts > stream.last_ts:
+            if ts > stream.last_ts:
                 stream.last_ts = ts
             if code < VIEW:
                 if campaign is not None and campaign not in gate.campaigns:
@@ -252,7 +254,7 @@ class Engine:
                         follower_engaging_events=s.follower_engaging_events,
                         follows=s.follows,
                         unfollows=s.unfollows,
-                        last_ts=s.last_ts,
+                        last_ts=None if s.last_ts == INT64_MIN else s.last_ts,
                         actors=len(s),
                     )
                 )

@@ -10,7 +10,7 @@ from array import array
 
 from processors.audience import Audience
 from processors.windows import WindowedCount
-from processors.wire import TYPES
+from processors.wire import INT64_MIN, TYPES, VIEW
 
 # Row flags.
 ENGAGED, ACTIVE, INFLUENCER = 1, 2, 4
@@ -28,7 +28,7 @@ class Stream:
     __slots__ = (
         "account", "platform", "bucket_ms", "rows", "used", "free", "flags", "eng_ts", "act_b", "inf_b", "relation",
         "follow_ts", "engaged", "active", "influencer", "new_followers", "activated", "audience", "campaigns",
-        "engagements", "engaging_events", "follower_engaging_events", "follows", "unfollows", "last_ts",
+        "engagements", "follower_engaging_events", "follows", "unfollows", "last_ts",
         "window_spans",
     )
 
@@ -52,8 +52,8 @@ class Stream:
         self.audience = Audience()
         self.campaigns: dict[str, tuple[dict[str, int], WindowedCount]] = {}
         self.engagements = [0] * len(TYPES)
-        self.engaging_events = self.follower_engaging_events = self.follows = self.unfollows = 0
-        self.last_ts: int | None = None
+        self.follower_engaging_events = self.follows = self.unfollows = 0
+        self.last_ts = INT64_MIN  # largest applied ts; INT64_MIN until the first
 
     def _new_row(self, actor: str) -> int:
         if self.free:
@@ -84,45 +84,51 @@ class Stream:
         b = ts // g
         flags = self.flags[row]
         relation = self.relation[row]
-        self.engaging_events += 1
 
-        if not flags & ENGAGED:
+        if flags & ENGAGED:
+            eng_ts = self.eng_ts
+            old = eng_ts[row]
+            if ts > old:
+                eng_ts[row] = ts
+                ob = old // g
+                if b != ob:
+                    self.engaged.move(ob, b)
+                if relation == FOLLOWING:
+                    f = self.follow_ts[row]
+                    if old < f <= ts:
+                        self.activated.add(f // g)
+        else:
             self.engaged.add(b)
             self.eng_ts[row] = ts
             flags |= ENGAGED
             if relation == FOLLOWING and ts >= self.follow_ts[row]:
                 self.activated.add(self.follow_ts[row] // g)
-        else:
-            old = self.eng_ts[row]
-            if ts > old:
-                ob = old // g
-                if b != ob:
-                    self.engaged.move(ob, b)
-                self.eng_ts[row] = ts
-                if relation == FOLLOWING:
-                    f = self.follow_ts[row]
-                    if old < f <= ts:
-                        self.activated.add(f // g)
 
         if follower is None:
             follower = unknown_is_follower if relation == NO_RELATION else relation == FOLLOWING
         if follower:
             self.follower_engaging_events += 1
-            if not flags & ACTIVE:
+            if flags & ACTIVE:
+                act_b = self.act_b
+                ob = act_b[row]
+                if b > ob:
+                    act_b[row] = b
+                    self.active.move(ob, b)
+            else:
                 self.active.add(b)
                 self.act_b[row] = b
                 flags |= ACTIVE
-            elif b > self.act_b[row]:
-                self.active.move(self.act_b[row], b)
-                self.act_b[row] = b
             if influencer:
-                if not flags & INFLUENCER:
+                if flags & INFLUENCER:
+                    inf_b = self.inf_b
+                    ob = inf_b[row]
+                    if b > ob:
+                        inf_b[row] = b
+                        self.influencer.move(ob, b)
+                else:
                     self.influencer.add(b)
                     self.inf_b[row] = b
                     flags |= INFLUENCER
-                elif b > self.inf_b[row]:
-                    self.influencer.move(self.inf_b[row], b)
-                    self.inf_b[row] = b
         self.flags[row] = flags
 
         if campaign is not None:
@@ -201,3 +207,7 @@ class Stream:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @property
+    def engaging_events(self) -> int:
+        return sum(self.engagements[:VIEW])
