@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 from operator import itemgetter
+from collections.abc import Callable
 from typing import NamedTuple
 
 import orjson
@@ -56,11 +57,17 @@ class Engine:
         self.dead_letter_counts: dict[str, int] = {}
         self.overflow = {"streams": 0, "campaigns": 0}
         self._swept_at: int | None = None
+        self._next_tick: int | None = None
 
     # -- feeding ------------------------------------------------------------------------------------------
 
-    def feed(self, lines: list[bytes], now_ms: int | None = None) -> list[DeadLetter]:
+    def feed(self, lines: list[bytes], now_ms: int | None = None,
+             on_tick: Callable[[int], None] | None = None, tick_ms: int = 300_000) -> list[DeadLetter]:
         """Process records in order; returns those not applied. `now_ms` only on the wall clock.
+
+        On the event clock, `on_tick(T)` is called for every multiple T of `tick_ms` that the largest applied
+        ts reaches, before the record that reaches it is applied: detectors see the state at each tick of
+        event time however the input was batched.
 
         The fast path handles a record whose account, platform, campaign and timestamp halves were all seen
         valid before, with plain look-ups; anything else (a first sighting, an audience snapshot, an invalid
@@ -78,6 +85,9 @@ class Engine:
         dead: list[DeadLetter] = []
         applied = duplicates = late = 0
         max_ts = self.max_ts if self.max_ts is not None else INT64_MIN
+        next_tick = INT64_MAX
+        if on_tick is not None:
+            next_tick = self._next_tick if self._next_tick is not None else INT64_MIN
 
         for index, raw in enumerate(lines):
             if len(raw) > MAX_RECORD_BYTES:
@@ -156,6 +166,8 @@ class Engine:
             applied += 1
             if ts > max_ts:
                 max_ts = ts
+                if ts >= next_tick:
+                    next_tick = self._ticks(on_tick, next_tick, ts, tick_ms)
 
             if stream is None:
                 stream = self._new_stream(gate, account, platform)
@@ -186,8 +198,22 @@ class Engine:
             counts[d.reason] = counts.get(d.reason, 0) + 1
         if max_ts != INT64_MIN:
             self.max_ts = max_ts
+        if on_tick is not None:
+            self._next_tick = next_tick
         self._maybe_sweep()
         return dead
+
+    @staticmethod
+    def _ticks(on_tick: Callable[[int], None], next_tick: int, ts: int, tick_ms: int) -> int:
+        """Call `on_tick` for each tick up to `ts`; returns the next tick. A gap longer than a week of ticks
+        is reported from its last week only: detectors need no finer view of a long outage."""
+        last = ts - ts % tick_ms
+        if next_tick == INT64_MIN or (last - next_tick) // tick_ms > 2016:
+            next_tick = max(next_tick, last - 2016 * tick_ms) if next_tick != INT64_MIN else last
+        while next_tick <= ts:
+            on_tick(next_tick)
+            next_tick += tick_ms
+        return next_tick
 
     def _new_stream(self, gate: AccountGate, account: str, platform: str) -> Stream | None:
         if self.stream_count >= self.config.max_streams:

@@ -17,9 +17,14 @@ from typing import BinaryIO
 
 import orjson
 
+from prometheus_client.core import Metric
+
+from processors.decay import DecayConfig, DecayMonitor
 from processors.engine import DeadLetter, Engine
 from processors.snapshot import Snapshot
+from streams.alerts import FanoutSink, monitor_metric_families, sink_metric_families, sinks_from_settings
 from streams.exporter import EngineCollector, exposition
+from streams.settings import Settings
 
 CHUNK_BYTES = 1 << 20
 
@@ -102,6 +107,28 @@ class DeadLetterFile:
         self._f.close()
 
 
+class Detection:
+    """The decay detectors and their alert sinks, observed at every tick of the evaluation clock."""
+
+    def __init__(self, engine: Engine, monitor: DecayMonitor, sink: FanoutSink, tick_ms: int) -> None:
+        self.engine, self.monitor, self.sink, self.tick_ms = engine, monitor, sink, tick_ms
+        self._next_wall_tick: int | None = None
+
+    def on_tick(self, at_ms: int) -> None:
+        alerts = self.monitor.observe(at_ms, self.engine.snapshot(at_ms).streams)
+        if alerts:
+            self.sink.send(alerts)
+
+    def maybe_tick(self, now_ms: int) -> None:
+        """Wall clock: observe once per tick of real time."""
+        if self._next_wall_tick is None or now_ms >= self._next_wall_tick:
+            self.on_tick(now_ms)
+            self._next_wall_tick = now_ms + self.tick_ms
+
+    def families(self) -> list[Metric]:
+        return [*monitor_metric_families(self.monitor.state()), *sink_metric_families(self.sink.sinks)]
+
+
 class EmbeddedRunner:
     """One engine, fed batch by batch, evaluated on the event or the wall clock."""
 
@@ -114,13 +141,40 @@ class EmbeddedRunner:
         self.lock = threading.Lock()
         self.records = 0
         self.collector = EngineCollector(lambda: [self._snapshot_locked()], self.lock)
-        self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
+        self.detection: Detection | None = None
+
+    def detect(self, monitor: DecayMonitor, sink: FanoutSink, tick_ms: int) -> None:
+        """Run the decay detectors alongside, and export their gauges."""
+        self.detection = Detection(self.engine, monitor, sink, tick_ms)
+        self.collector.add_source(self.detection.families)
 
     def feed(self, batch: Batch) -> list[DeadLetter]:
+        d = self.detection
         with self.lock:
-            dead = self.engine.feed(batch.lines, self.now_ms() if self.clock == "wall" else None)
+            if self.clock == "wall":
+                now = self.now_ms()
+                dead = self.engine.feed(batch.lines, now)
+                if d:
+                    d.maybe_tick(now)
+            elif d:
+                dead = self.engine.feed(batch.lines, on_tick=d.on_tick, tick_ms=d.tick_ms)
+            else:
+                dead = self.engine.feed(batch.lines)
             self.records += len(batch.lines)
         return dead
+
+    def idle(self) -> None:
+        """Nothing arrived: on the wall clock time still passes for the detectors."""
+        if self.detection and self.clock == "wall":
+            with self.lock:
+                self.detection.maybe_tick(self.now_ms())
+
+    def close(self) -> None:
+        """Final evaluation for the detectors, then flush the alert sinks."""
+        if self.detection:
+            with self.lock:
+                self.detection.on_tick(self.evaluation_time())
+            self.detection.sink.close()
 
     def evaluation_time(self) -> int:
         if self.clock == "wall":
@@ -133,10 +187,7 @@ class EmbeddedRunner:
 
     def snapshot(self) -> Snapshot:
         with self.lock:
-            snap = self._snapshot_locked()
-        for listener in self.snapshot_listeners:
-            listener(snap)
-        return snap
+            return self._snapshot_locked()
 
     def write_exposition(self, path: str) -> None:
         """The final exposition, written whole or not at all."""
@@ -145,3 +196,10 @@ class EmbeddedRunner:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+
+
+def start_detection(runner: EmbeddedRunner, settings: Settings, alerts_out: str | None = None) -> None:
+    """Detectors configured from the settings, alerts to `alerts_out` and the configured Alertmanager/webhook."""
+    engine_config = settings.engine_config()
+    monitor = DecayMonitor(DecayConfig.from_engine(engine_config))
+    runner.detect(monitor, sinks_from_settings(settings.alerts, alerts_out=alerts_out), settings.detect_tick_ms())

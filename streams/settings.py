@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     max_streams: int = Field(10_000, ge=1)
     max_campaigns_per_account: int = Field(100, ge=1)
     max_future: str = "5m"
+    detect_tick: str = "5m"
 
     # -- exporter --
     metrics_host: str = "127.0.0.1"
@@ -101,6 +102,16 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     alerts: AlertSettings = AlertSettings()
+
+    def detect_tick_ms(self) -> int:
+        """How often the decay detectors observe the streams (event time on replay, real time live)."""
+        try:
+            ms = parse_duration(self.detect_tick, "detect_tick")
+        except ConfigError as e:
+            raise SettingsError(f"bad setting {env_name(e.setting)}: {e}") from None
+        if ms <= 0:
+            raise SettingsError(f"bad setting {env_name('detect_tick')}: must be positive")
+        return ms
 
     def engine_config(self) -> EngineConfig:
         try:
@@ -134,6 +145,7 @@ def load_settings(**overrides: Any) -> Settings:
         )
         raise SettingsError(f"bad setting {problems}") from None
     settings.engine_config()  # validate the engine knobs now, not at the first event
+    settings.detect_tick_ms()
     return settings
 
 

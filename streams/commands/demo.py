@@ -16,7 +16,7 @@ from processors.config import parse_duration
 from processors.engine import Engine
 from streams import logs
 from streams.exporter import serve
-from streams.runner import Batch, EmbeddedRunner
+from streams.runner import Batch, EmbeddedRunner, start_detection
 from streams.settings import SettingsError, add_engine_arguments, settings_from_args
 from streams.simulator import Decay, SimSpec, timeline
 from streams.view import stream_table
@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inject a decay, as for `simulate` (default: acme/instagram=0.5@8h)")
     p.add_argument("--dirt", type=float, default=0.01, help="share of dirty records (default 0.01)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--alerts-out", metavar="FILE", help="also write the detectors' alerts here as JSON lines")
     p.add_argument("--metrics-port", type=int, default=None, metavar="N",
                    help="serve /metrics here (default ENGAGEWATCH_METRICS_PORT, 9464; 0 disables)")
     add_engine_arguments(p)
@@ -64,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
         return start_ms + warmup_ms + int((time.monotonic() - started) * args.speed * 1000)
 
     runner = EmbeddedRunner(Engine(settings.engine_config()), "wall", now_ms=sim_now)
+    start_detection(runner, settings, alerts_out=args.alerts_out)
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     server = serve(runner.collector, settings.metrics_host, port,
                    settings.metrics_tls_certfile, settings.metrics_tls_keyfile) if port else None
@@ -92,13 +94,15 @@ def main(args: argparse.Namespace) -> int:
             if batch:
                 runner.feed(Batch(batch, line_no))
                 line_no += len(batch)
+            else:
+                runner.idle()
             mono = time.monotonic()
             if mono - last_shown >= 1.0:
                 rate = (runner.records - shown_records) / (mono - last_shown) if last_shown else 0.0
                 last_shown, shown_records = mono, runner.records
                 snap = runner.snapshot()
                 if live:
-                    live.update(stream_table(snap, rate), refresh=True)
+                    live.update(stream_table(snap, rate, _states(runner)), refresh=True)
                 else:
                     log.info("progress", records=runner.records, events_per_s=round(rate), **snap.outcomes)
             # Pacing the simulated source against the clock; nothing is awaited here.
@@ -108,8 +112,21 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if live:
             live.stop()
+        runner.close()
         if server is not None:
             server.shutdown()
     log.info("demo stopped", records=runner.records)
     return 0
 
+
+
+_STATE_NAMES = ("ok", "warning", "critical")
+
+
+def _states(runner: EmbeddedRunner) -> dict[tuple[str, str], str]:
+    """The worst detector state of each stream, for the view."""
+    out = {}
+    for h in runner.detection.monitor.state().streams:
+        worst = max((w.state or 0 for w in h.windows), default=0)
+        out[(h.account, h.platform)] = "silent" if h.silent else _STATE_NAMES[worst]
+    return out

@@ -10,7 +10,7 @@ from processors.engine import Engine
 from streams import logs
 from streams.exporter import serve
 from streams.progress import Progress
-from streams.runner import DeadLetterFile, EmbeddedRunner, file_batches, follow_batches
+from streams.runner import DeadLetterFile, EmbeddedRunner, file_batches, follow_batches, start_detection
 from streams.settings import add_engine_arguments, settings_from_args
 
 HELP = "process a file or stdin with the embedded runner (no broker)"
@@ -26,6 +26,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="serve /metrics on this port while running (default: ENGAGEWATCH_METRICS_PORT for "
                         "stdin; not served for a file unless given; 0 disables)")
     p.add_argument("--dead-letter", metavar="FILE", help="write rejected records here as JSON lines")
+    p.add_argument("--alerts-out", metavar="FILE",
+                   help="run the decay detectors and write their alerts here, one JSON object per line")
+    p.add_argument("--detect", action="store_true",
+                   help="run the decay detectors (implied by --alerts-out, and when following stdin)")
     add_engine_arguments(p)
 
 
@@ -36,6 +40,8 @@ def main(args: argparse.Namespace) -> int:
     live = args.source == "-"
     clock = args.clock or ("wall" if live else "event")
     runner = EmbeddedRunner(Engine(settings.engine_config()), clock)
+    if args.detect or args.alerts_out or live:
+        start_detection(runner, settings, alerts_out=args.alerts_out)
 
     port = args.metrics_port if args.metrics_port is not None else (settings.metrics_port if live else 0)
     server = None
@@ -55,7 +61,9 @@ def main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         for batch in batches:
-            if batch is not None:
+            if batch is None:
+                runner.idle()
+            else:
                 dead = runner.feed(batch)
                 if dead and dead_letters:
                     dead_letters.write(batch, dead)
@@ -68,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
             dead_letters.close()
         source.close()
 
+    runner.close()
     snap = runner.snapshot()
     if args.metrics_out:
         runner.write_exposition(args.metrics_out)
