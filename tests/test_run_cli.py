@@ -1,0 +1,261 @@
+"""`engagewatch run`: a file processed to its end, or stdin until EOF, with dead letters and the final exposition.
+
+File runs call `streams.cli.main` in-process; stdin runs start the real `engagewatch` command with a pipe.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams import cli
+from streams.runner import file_batches
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+M = 60_000
+
+
+def line(ident: str, ts: int | str, type_: str = "like", actor: str = "bob", **fields) -> bytes:
+    rec = {"id": ident, "ts": ts, "platform": "x", "account": "acme", "type": type_, "actor": actor}
+    rec.update(fields)
+    return orjson.dumps(rec)
+
+
+# Applied 5 (a1 a2 a4 a6 a8), duplicate 1 (a1 again), late 1 (a5), invalid 4 (bad JSON, not UTF-8, array, a9);
+# the blank line holds no record.
+DIRTY = [
+    line("a1", T0),
+    line("a1", T0),
+    b"{this is not json",
+    line("a2", T0 + M, "follow", "carol"),
+    b"",
+    line("a4", T0 + 20 * M, "comment", "carol", campaign="bf"),
+    line("a5", T0, actor="dave"),
+    b'{"id":"a7","actor":"\xff"}',
+    b"[1, 2, 3]",
+    line("a6", T0 + 21 * M, "view", "erin"),
+    line("a9", "2026-02-30T00:00:00Z"),
+    line("a8", T0 + 22 * M, actor="frank"),
+]
+DEAD = {3: "bad_json", 7: "late", 8: "not_utf8", 9: "not_object", 11: "invalid_ts"}  # 1-based line -> reason
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch):
+    """No ambient `ENGAGEWATCH_*` settings, and the root logger as it was before the command configured it."""
+    for name in list(os.environ):
+        if name.upper().startswith("ENGAGEWATCH_"):
+            monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def series(text: str) -> dict[tuple, float]:
+    """{(name, sorted label items): value} of a Prometheus text exposition."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def get(found: dict, name: str, **labels) -> float | None:
+    return found.get((name, tuple(sorted(labels.items()))))
+
+
+def run(tmp_path, data: bytes, *flags: str) -> tuple[int, dict, list[dict]]:
+    """Run `engagewatch run` on `data` as a file: exit code, exported series, dead-letter entries."""
+    source, out, dead = tmp_path / "in.jsonl", tmp_path / "out.prom", tmp_path / "dead.jsonl"
+    source.write_bytes(data)
+    code = cli.main(["run", "--source", str(source), "--metrics-out", str(out), "--dead-letter", str(dead),
+                     *flags])
+    exported = series(out.read_text()) if out.exists() else {}
+    letters = [orjson.loads(x) for x in dead.read_bytes().splitlines()] if dead.exists() else []
+    return code, exported, letters
+
+
+def engagewatch() -> list[str]:
+    """The installed `engagewatch` command (or the module, should the script not be on PATH)."""
+    found = shutil.which("engagewatch")
+    return [found] if found else [sys.executable, "-m", "streams.cli"]
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("ENGAGEWATCH_")}
+
+
+class TestFileRun:
+    """A file is processed to its end with the event clock; invalid lines are dead-lettered, never fatal."""
+
+    def test_dirty_file_runs_to_the_end(self, tmp_path):
+        """A file full of dirt exits 0 with every outcome counted in the exposition."""
+        code, found, _ = run(tmp_path, b"\n".join(DIRTY) + b"\n")
+        assert code == 0
+        assert {o: get(found, "engagewatch_events_total", outcome=o) for o in ("applied", "duplicate", "late",
+                                                                              "invalid")} == {
+            "applied": 5, "duplicate": 1, "late": 1, "invalid": 4}
+
+    def test_metrics_out_holds_the_final_exposition(self, tmp_path):
+        """`--metrics-out` gets the contract's series evaluated at the largest applied ts."""
+        _, found, _ = run(tmp_path, b"\n".join(DIRTY))
+        stream = {"account": "acme", "platform": "x"}
+        assert get(found, "engagewatch_engaged_actors", window="1h", **stream) == 3  # bob, carol, frank
+        assert get(found, "engagewatch_campaign_engaged_actors", window="24h", campaign="bf", **stream) == 1
+        assert get(found, "engagewatch_engagements_total", type="like", **stream) == 2
+        assert get(found, "engagewatch_engagements_total", type="view", **stream) == 1
+        assert get(found, "engagewatch_audience_followers", **stream) == 1  # carol's follow
+        assert get(found, "engagewatch_new_followers", **stream) == 1
+        assert get(found, "engagewatch_new_followers_activated", **stream) == 1
+        assert get(found, "engagewatch_evaluation_timestamp_seconds") == (T0 + 22 * M) / 1000
+        assert get(found, "engagewatch_dead_letters_total", reason="late") == 1
+
+    def test_dead_letter_file(self, tmp_path):
+        """One JSON line per rejected record, with its reason, line number and the original record."""
+        _, _, letters = run(tmp_path, b"\n".join(DIRTY) + b"\n")
+        assert {entry["line"]: entry["reason"] for entry in letters} == DEAD
+        for entry in letters:
+            original = DIRTY[entry["line"] - 1]
+            if "record" in entry:
+                assert entry["record"].encode() == original
+            else:
+                assert base64.b64decode(entry["record_base64"]) == original
+            assert entry["source"].endswith("in.jsonl")
+        assert "record_base64" in next(e for e in letters if e["reason"] == "not_utf8")
+
+    def test_duplicates_are_not_dead_letters(self, tmp_path):
+        """A duplicate is counted but not written to the dead-letter file."""
+        _, found, letters = run(tmp_path, line("a", T0) + b"\n" + line("a", T0))
+        assert letters == []
+        assert get(found, "engagewatch_events_total", outcome="duplicate") == 1
+
+    def test_last_line_without_newline_and_crlf(self, tmp_path):
+        """CRLF line ends are accepted and a last line without a newline is processed."""
+        _, found, letters = run(tmp_path, line("a", T0) + b"\r\n" + line("b", T0, actor="amy"))
+        assert letters == []
+        assert get(found, "engagewatch_events_total", outcome="applied") == 2
+
+    def test_empty_file(self, tmp_path):
+        """An empty file exits 0 with zero outcomes."""
+        code, found, letters = run(tmp_path, b"")
+        assert (code, letters) == (0, [])
+        assert get(found, "engagewatch_events_total", outcome="applied") == 0
+
+    def test_large_file_across_read_chunks(self, tmp_path):
+        """A file larger than one read chunk loses and splits no line."""
+        data = b"\n".join(line(f"i{i}", T0 + i, actor=f"u{i % 500}", pad="p" * 100) for i in range(12_000))
+        assert len(data) > 1 << 20
+        code, found, letters = run(tmp_path, data + b"\n{broken")
+        assert code == 0
+        assert get(found, "engagewatch_events_total", outcome="applied") == 12_000
+        assert [(e["line"], e["reason"]) for e in letters] == [(12_001, "bad_json")]
+
+    def test_settings_flags_apply(self, tmp_path):
+        """Engine flags change the run: with `--grace 0s` an older record is late."""
+        data = line("a", T0 + M) + b"\n" + line("b", T0 + M - 1)
+        _, found, _ = run(tmp_path, data, "--grace", "0s", "--dedup-horizon", "1h")
+        assert get(found, "engagewatch_events_total", outcome="late") == 1
+
+    def test_missing_source(self, tmp_path, capsys):
+        """A source that cannot be read exits 2 with a message naming it, and writes no exposition."""
+        out = tmp_path / "out.prom"
+        missing = tmp_path / "nope.jsonl"
+        assert cli.main(["run", "--source", str(missing), "--metrics-out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "cannot read --source" in err and str(missing) in err
+        assert not out.exists()
+
+
+class TestFileBatches:
+    """The file reader yields whole lines with their 1-based line numbers, however the reads fall."""
+
+    @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
+    def test_lines_and_numbers(self, chunk):
+        """Every line comes out once, unsplit, numbered from 1."""
+        data = b"one\ntwo\n\nfour\nfive"
+        got = []
+        for batch in file_batches(io.BytesIO(data), chunk_bytes=chunk):
+            got += [(batch.first_line + i, x) for i, x in enumerate(batch.lines)]
+        assert got == [(1, b"one"), (2, b"two"), (3, b""), (4, b"four"), (5, b"five")]
+
+
+def now_lines(n: int) -> bytes:
+    """`n` likes by distinct actors, stamped a minute ago (the wall clock evaluates stdin runs)."""
+    ts = time.time_ns() // 1_000_000 - M
+    return b"".join(line(f"s{i}", ts, actor=f"u{i}") + b"\n" for i in range(n))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestStdinRun:
+    """`--source -` reads stdin until EOF, evaluating on the wall clock."""
+
+    def test_pipe_until_eof(self, tmp_path):
+        """Records piped in are processed, and at EOF the exposition is written and the command exits 0."""
+        out = tmp_path / "out.prom"
+        proc = subprocess.run(
+            [*engagewatch(), "run", "--source", "-", "--metrics-port", "0", "--metrics-out", str(out)],
+            input=now_lines(25) + b"not json\n", capture_output=True, env=clean_env(), timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        found = series(out.read_text())
+        assert get(found, "engagewatch_events_total", outcome="applied") == 25
+        assert get(found, "engagewatch_events_total", outcome="invalid") == 1
+        assert get(found, "engagewatch_engaged_actors", account="acme", platform="x", window="1h") == 25
+
+    def test_metrics_port_serves_while_running(self, tmp_path):
+        """With `--metrics-port P`, /metrics answers while stdin is still open, then the command exits 0 at EOF."""
+        port = free_port()
+        proc = subprocess.Popen(
+            [*engagewatch(), "run", "--source", "-", "--metrics-port", str(port)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(),
+        )
+        try:
+            proc.stdin.write(now_lines(7))
+            proc.stdin.flush()
+            found = self.poll(f"http://127.0.0.1:{port}/metrics", proc,
+                              until=lambda f: get(f, "engagewatch_events_total", outcome="applied") == 7)
+            assert get(found, "engagewatch_engaged_actors", account="acme", platform="x", window="24h") == 7
+            assert proc.poll() is None  # still running: stdin is open
+            proc.stdin.close()
+            assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+
+    @staticmethod
+    def poll(url: str, proc: subprocess.Popen, until, timeout_s: float = 30.0) -> dict:
+        """Scrape `url` until `until(series)` holds; fail if the command dies or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert proc.poll() is None, f"engagewatch exited early: {proc.stderr.read().decode()}"
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    found = series(response.read().decode())
+                if until(found):
+                    return found
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert time.monotonic() < deadline, f"{url} did not answer as expected in {timeout_s} s"
+            time.sleep(0.05)
