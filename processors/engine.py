@@ -20,7 +20,7 @@ from processors.config import EngineConfig
 from processors.snapshot import Snapshot, StreamSnapshot
 from processors.stream import Stream
 from processors.wire import (
-    AUDIENCE, FOLLOW, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, TYPE_CODE, TYPES, UNFOLLOW, VIEW, Z_SECONDS, Rejection,
+    AUDIENCE, BEFORE_ALL, FOLLOW, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, TYPE_CODE, TYPES, UNFOLLOW, VIEW, Z_SECONDS, Rejection,
     Validator,
 )
 
@@ -84,10 +84,10 @@ class Engine:
         loads, decode_error, core = orjson.loads, orjson.JSONDecodeError, _CORE_FIELDS
         dead: list[DeadLetter] = []
         applied = duplicates = late = 0
-        max_ts = self.max_ts if self.max_ts is not None else INT64_MIN
-        next_tick = INT64_MAX
+        max_ts = self.max_ts if self.max_ts is not None else BEFORE_ALL
+        next_tick = _NEVER  # beyond every valid ts: no tick without a callback
         if on_tick is not None:
-            next_tick = self._next_tick if self._next_tick is not None else INT64_MIN
+            next_tick = self._next_tick if self._next_tick is not None else BEFORE_ALL
 
         for index, raw in enumerate(lines):
             if len(raw) > MAX_RECORD_BYTES:
@@ -196,7 +196,7 @@ class Engine:
         counts = self.dead_letter_counts
         for d in dead:
             counts[d.reason] = counts.get(d.reason, 0) + 1
-        if max_ts != INT64_MIN:
+        if max_ts != BEFORE_ALL:
             self.max_ts = max_ts
         if on_tick is not None:
             self._next_tick = next_tick
@@ -208,8 +208,10 @@ class Engine:
         """Call `on_tick` for each tick up to `ts`; returns the next tick. A gap longer than a week of ticks
         is reported from its last week only: detectors need no finer view of a long outage."""
         last = ts - ts % tick_ms
-        if next_tick == INT64_MIN or (last - next_tick) // tick_ms > 2016:
-            next_tick = max(next_tick, last - 2016 * tick_ms) if next_tick != INT64_MIN else last
+        if next_tick == BEFORE_ALL:
+            next_tick = last
+        elif (last - next_tick) // tick_ms > 2016:
+            next_tick = last - 2016 * tick_ms
         while next_tick <= ts:
             on_tick(next_tick)
             next_tick += tick_ms
@@ -247,6 +249,8 @@ class Engine:
             return
         self._swept_at = tb
         for gate in self.accounts.values():
+            if gate.watermark is None:  # its only records so far were rejected
+                continue
             oldest_admissible = gate.watermark - cfg.grace_ms
             for stream in gate.streams.values():
                 stream.forget_idle(tb, retention)
@@ -280,7 +284,7 @@ class Engine:
                         follower_engaging_events=s.follower_engaging_events,
                         follows=s.follows,
                         unfollows=s.unfollows,
-                        last_ts=None if s.last_ts == INT64_MIN else s.last_ts,
+                        last_ts=None if s.last_ts == BEFORE_ALL else s.last_ts,
                         actors=len(s),
                     )
                 )
@@ -318,6 +322,7 @@ class Engine:
         self._validator = Validator()
 
 
+_NEVER = 1 << 64
 _CORE_FIELDS = itemgetter("type", "account", "platform", "id", "ts", "actor")
 
 

@@ -10,7 +10,7 @@ from array import array
 
 from processors.audience import Audience
 from processors.windows import WindowedCount
-from processors.wire import INT64_MIN, TYPES, VIEW
+from processors.wire import BEFORE_ALL, TYPES, VIEW
 
 # Row flags.
 ENGAGED, ACTIVE, INFLUENCER = 1, 2, 4
@@ -53,7 +53,7 @@ class Stream:
         self.campaigns: dict[str, tuple[dict[str, int], WindowedCount]] = {}
         self.engagements = [0] * len(TYPES)
         self.follower_engaging_events = self.follows = self.unfollows = 0
-        self.last_ts = INT64_MIN  # largest applied ts; INT64_MIN until the first
+        self.last_ts = BEFORE_ALL  # largest applied ts
 
     def _new_row(self, actor: str) -> int:
         if self.free:

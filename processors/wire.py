@@ -12,6 +12,7 @@ from datetime import date
 
 MAX_RECORD_BYTES = 64 * 1024
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+BEFORE_ALL = -(1 << 64)  # earlier than any valid ts: "nothing yet" without a None check on the hot path
 
 ENGAGING_TYPES = ("like", "comment", "share", "reply", "mention", "save", "click")
 TYPES = ENGAGING_TYPES + ("view", "follow", "unfollow", "audience")

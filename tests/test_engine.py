@@ -641,9 +641,6 @@ class TestWallClock:
         dead = engine.feed([orjson.dumps(like("a", T0)), orjson.dumps(like("b", T0 + 1))], now_ms=T0)
         assert [(d.reason, d.index) for d in dead] == [("future", 1)]
 
-    @pytest.mark.xfail(strict=True, raises=TypeError,
-                       reason="engine bug: a `future` first record of an account leaves a gate without a watermark, "
-                              "and the next sweep computes None - grace")
     def test_future_record_of_a_new_account(self):
         """A future record of an account not seen before is dead-lettered and the engine carries on."""
         engine = Engine(EngineConfig())

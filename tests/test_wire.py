@@ -284,7 +284,6 @@ class TestValidRecords:
         assert engine.feed([record(ts=INT64_MIN)]) == []
         assert engine.applied == 1
 
-    @pytest.mark.xfail(strict=True, reason="engine bug: INT64_MIN is the 'nothing applied' sentinel of Engine.feed")
     def test_int64_min_sets_the_event_time(self):
         """A record applied at `ts` = -2^63 makes -2^63 the event time."""
         engine = Engine(EngineConfig())
