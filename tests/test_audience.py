@@ -18,7 +18,7 @@ FOLLOW, UNFOLLOW = 1, -1
 def brute(events: list[tuple]) -> int:
     """The contract's formula over every event kept: ("snap", ts, n) or ("follow", ts, ±1), in arrival order."""
     snap = None
-    for i, e in enumerate(events):
+    for e in events:
         if e[0] == "snap" and (snap is None or e[1] >= snap[1]):
             snap = e
     if snap is None:

@@ -470,7 +470,7 @@ class TestOutcomes:
 
 
 class TestLabelBudgets:
-    """Past a label budget the engine keeps counting, visibly: streams in `overflow["streams"]`, campaigns in `_other`."""
+    """Past a label budget the engine keeps counting, visibly: `overflow["streams"]`, campaign `_other`."""
 
     def test_streams_beyond_the_budget(self):
         """Events of streams beyond `max_streams` are counted as overflow and their streams not exported."""

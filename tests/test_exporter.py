@@ -102,7 +102,8 @@ class TestSeries:
         assert value(scenario, "engagewatch_dead_letters_total", reason=reason) == count
 
     @pytest.mark.parametrize(
-        ("type_", "count"), [("like", 2), ("comment", 1), ("view", 1), ("follow", 1), ("unfollow", 1), ("audience", None)]
+        ("type_", "count"),
+        [("like", 2), ("comment", 1), ("view", 1), ("follow", 1), ("unfollow", 1), ("audience", None)],
     )
     def test_engagements_total(self, scenario, type_, count):
         """`engagewatch_engagements_total{account,platform,type}` counts applied events; never `audience`."""
