@@ -82,6 +82,12 @@ class DecayConfig:
     """Decay tests; rules for windows the engine does not have are ignored."""
     warmup_h: float = 7 * 24.0
     """Hours of observed history before a stream can be in decay (a week: weekly seasonality)."""
+    min_learned_h: float = 48.0
+    """Hours learned by the baseline (campaign hours excluded) before a stream can be in decay."""
+    campaign_normal_share: float = 0.6
+    """Campaign hours are set aside (not learned, no decay evidence) unless the stream runs campaigns more than this
+    share of the time (EWMA over `campaign_half_life_h`): then campaigns are its normal and are learned."""
+    campaign_half_life_h: float = 7 * 24.0
     min_duration_ms: int = 15 * 60_000
     """A worse state must hold this long before it is entered."""
     resolve_after_ms: int = 30 * 60_000
@@ -219,6 +225,10 @@ class _Cusum:
         self.m = [0.0] * len(drops)
         self.cap = cap
 
+    def reset(self) -> None:
+        for i in range(len(self.s)):
+            self.s[i] = self.n[i] = self.m[i] = 0.0
+
     def update(self, n: float, mu0: float) -> None:
         for i, d in enumerate(self.drops):
             s = self.s[i] + n * self.logs[i] + d * mu0
@@ -267,7 +277,9 @@ class _Stream:
         self.silence = _Transition()
         # hour accumulator of consumed intervals
         self.hour: int | None = None
-        self.acc = [0.0, 0.0, 0.0, 0.0]  # follower engaging, all, follows, exposure (h)
+        self.acc = [0.0, 0.0, 0.0, 0.0, 0.0]  # follower engaging, all, follows, exposure (h), campaign exposure (h)
+        self.observed_h = 0.0  # exposure consumed, campaign hours included
+        self.campaign_share = 0.0  # EWMA of the share of hours with a campaign running
         self.dirty = False  # a decay alarm was on during this hour: do not learn it
         self.hollow_dirty = False
         # hollow growth
@@ -288,7 +300,7 @@ class _Stream:
         if T <= self.t:
             return []
         fe, al, fol = _counters(snap)
-        iv = (self.t, T, fe - self.fe, al - self.all, fol - self.fol)
+        iv = (self.t, T, fe - self.fe, al - self.all, fol - self.fol, _campaign_running(snap))
         self.t, self.fe, self.all, self.fol = T, fe, al, fol
         self.ratios = _ratios(snap)
         self.audience = snap.audience_followers
@@ -321,9 +333,9 @@ class _Stream:
             self._consume(p)
         self.pending.clear()
 
-    def _consume(self, iv: tuple[int, int, int, int, int]) -> None:
+    def _consume(self, iv: tuple[int, int, int, int, int, bool]) -> None:
         """Feed an interval of genuine observation to the hour accumulator and the CUSUMs."""
-        t0, t1, n_fe, n_all, n_fol = iv
+        t0, t1, n_fe, n_all, n_fol, campaign = iv
         span = t1 - t0
         t = t0
         while t < t1:
@@ -338,15 +350,26 @@ class _Stream:
             acc[1] += n_all * share
             acc[2] += n_fol * share
             acc[3] += (nxt - t) / HOUR_MS
+            if campaign:
+                acc[4] += (nxt - t) / HOUR_MS
             t = nxt
+        self.observed_h += span / HOUR_MS
         if self.all_base.hours >= 24:
             g = 0.5 ** (span / HOUR_MS / self.cfg.recent_half_life_h)
             self.recent[0] = self.recent[0] * g + n_all
             self.recent[1] = self.recent[1] * g + self.all_base.expected(t0, t1)
-        if self.fe_base.hours >= 24:
+        # Campaign hours are tested against the organic baseline: a campaign only lifts engagement, so it hides a
+        # decay at worst and never fakes one.
+        if self.monitored(self.cfg):
             mu0 = self.fe_base.expected(t0, t1)
             for w in self.windows:
                 w.cusum.update(n_fe, mu0)
+        else:  # no evidence is banked before the stream is monitored (young baseline, small audience)
+            for w in self.windows:
+                w.cusum.reset()
+
+    def _campaigns_set_aside(self) -> bool:
+        return self.campaign_share < self.cfg.campaign_normal_share
 
     def _recent_factor(self) -> float:
         """Recent all-events rate over its baseline, capped at 1 (a decaying stream is expected to be quieter)."""
@@ -356,9 +379,12 @@ class _Stream:
     def _close_hour(self) -> None:
         if self.hour is None:
             return
-        fe, al, fol, exposure = self.acc
+        fe, al, fol, exposure, in_campaign = self.acc
         if exposure > 0:
-            if not self.dirty:
+            set_aside = in_campaign > 0 and self._campaigns_set_aside()
+            g = 0.5 ** (exposure / self.cfg.campaign_half_life_h)
+            self.campaign_share = self.campaign_share * g + (1.0 - g) * (in_campaign > 0)
+            if not self.dirty and not set_aside:
                 self.fe_base.observe_hour(self.hour, fe, exposure)
                 self.all_base.observe_hour(self.hour, al, exposure)
                 for base, ratio in zip(self.ratio_bases, self.ratios):
@@ -374,7 +400,7 @@ class _Stream:
                     alpha = 1.0 - 0.5 ** (exposure / self.cfg.onboarding_half_life_h)
                     self.activation += alpha * (p - self.activation)
                 self.activation_hours += exposure
-        self.acc = [0.0, 0.0, 0.0, 0.0]
+        self.acc = [0.0, 0.0, 0.0, 0.0, 0.0]
         self.dirty = False
         self.hollow_dirty = False
 
@@ -382,7 +408,8 @@ class _Stream:
 
     def monitored(self, cfg: DecayConfig) -> bool:
         return (
-            self.fe_base.hours >= cfg.warmup_h
+            self.observed_h >= cfg.warmup_h
+            and self.fe_base.hours >= cfg.min_learned_h
             and self.audience >= cfg.min_audience
             and self.fe_base.level() >= cfg.min_rate_per_hour
         )
@@ -580,6 +607,14 @@ def _counters(snap: Any) -> tuple[int, int, int]:
         snap.engaging_events + snap.follows + snap.unfollows,
         snap.follows,
     )
+
+
+def _campaign_running(snap: Any) -> bool:
+    """A tagged campaign had engaged actors within the shortest window (a campaign lifts engagement)."""
+    campaigns = getattr(snap, "campaign_engaged_actors", None)
+    if not campaigns:
+        return False
+    return any((v[0] if isinstance(v, tuple) else v) > 0 for v in campaigns.values())
 
 
 def _ratios(snap: Any) -> tuple[float | None, ...]:

@@ -20,7 +20,7 @@ from processors.config import EngineConfig
 from processors.snapshot import Snapshot, StreamSnapshot
 from processors.stream import Stream
 from processors.wire import (
-    AUDIENCE, BEFORE_ALL, FOLLOW, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, TYPE_CODE, TYPES, UNFOLLOW, VIEW, Z_SECONDS, Rejection,
+    AUDIENCE, BEFORE_ALL, FOLLOW, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, TYPE_CODE, TYPES, UNFOLLOW, VIEW, FRACTION_MS, MINUTE_SECOND_MS, Rejection,
     Validator,
 )
 
@@ -79,7 +79,7 @@ class Engine:
         unknown_is_follower = cfg.unknown_actor == "follower"
         threshold = cfg.influencer_threshold
         validator = self._validator
-        minutes, campaigns = validator.minutes, validator.campaigns
+        hours, campaigns = validator.hours, validator.campaigns
         accounts = self.accounts
         loads, decode_error, core = orjson.loads, orjson.JSONDecodeError, _CORE_FIELDS
         dead: list[DeadLetter] = []
@@ -107,7 +107,7 @@ class Engine:
                 gate = accounts[account]
                 stream = gate.streams[platform]
                 if type(ts) is str:
-                    ts = minutes[ts[:17]] + Z_SECONDS[ts[17:]]
+                    ts = hours[ts[:14]] + MINUTE_SECOND_MS[ts[14:19]] + FRACTION_MS[ts[19:]]
                 elif type(ts) is not int or not INT64_MIN <= ts <= INT64_MAX:
                     raise _SlowPath
                 if (type(ident) is not str or not 0 < len(ident) <= 128

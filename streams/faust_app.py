@@ -251,18 +251,25 @@ class WorkerRuntime:
             state = await self.ensure(partition)
             fresh = [e for e in group if e.message.offset > state.offset]
             self.skipped += len(group) - len(fresh)
-            if not fresh:
-                continue
-            lines = [e.message.value if e.message.value is not None else b"" for e in fresh]
-            with self.lock:
-                dead = state.engine.feed(lines, self._now_for_feed())
-                state.offset = fresh[-1].message.offset
-            self.records += len(fresh)
-            if dead:
-                self._send_dead_letters(partition, ((d, fresh[d.index].message.key, fresh[d.index].message.offset) for d in dead))
-            if time.monotonic() - state.checkpointed_at >= self.checkpoint_every_s:
-                self.checkpoint(partition, state, fresh[-1])
+            if fresh:
+                self._feed(partition, state, fresh)
+            if state.offset > state.checkpointed_offset and \
+                    time.monotonic() - state.checkpointed_at >= self.checkpoint_every_s:
+                # Any event of the partition (even a skipped one) tells the table where to write.
+                self.checkpoint(partition, state, group[-1])
         await self._flush()
+
+    def _feed(self, partition: int, state: PartitionState, fresh: list[Any]) -> None:
+        """Apply records the engine does not include yet; queue their dead letters."""
+        lines = [e.message.value if e.message.value is not None else b"" for e in fresh]
+        with self.lock:
+            dead = state.engine.feed(lines, self._now_for_feed())
+            state.offset = fresh[-1].message.offset
+        self.records += len(fresh)
+        if dead:
+            self._send_dead_letters(
+                partition, ((d, fresh[d.index].message.key, fresh[d.index].message.offset) for d in dead)
+            )
 
     def checkpoint(self, partition: int, state: PartitionState, event: Any) -> None:
         """Write the partition's state to the checkpoint table (its changelog partition = `partition`)."""

@@ -154,7 +154,9 @@ def score(results: list[dict], cfg: DecayConfig) -> dict:
     return rows
 
 
-def render(rows: dict, seconds: float, n: int, args: argparse.Namespace) -> str:
+def render_rows(rows: dict) -> str:
+    """The markdown table of `score`'s rows."""
+
     def med(xs: list[float]) -> str:
         return f"{statistics.median(xs):.1f}" if xs else "–"
 
@@ -169,7 +171,11 @@ def render(rows: dict, seconds: float, n: int, args: argparse.Namespace) -> str:
         d = sorted(c["delays"])
         p90 = f"{d[min(len(d) - 1, int(0.9 * len(d)))]:.1f}" if d else "–"
         lines.append(f"| {key} | {c['n'] or '–'} | {recall} | {fa} | {med(d)} | {p90} | {med(c['limits'])} |")
-    lines.append("")
+    return "\n".join(lines)
+
+
+def render(rows: dict, seconds: float, n: int, args: argparse.Namespace) -> str:
+    lines = [render_rows(rows), ""]
     lines.append(
         f"{n} streams × {args.days} days, tick {args.tick} s, seed {args.seed}, rates {args.min_rate:g}–{args.max_rate:g}"
         f" follower engagements/h; {seconds:.0f} s on {os.cpu_count()} cores ({platform.processor() or platform.machine()},"

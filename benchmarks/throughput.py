@@ -1,0 +1,81 @@
+"""End-to-end throughput of `engagewatch run` against a bare read-and-parse loop, measured alternately.
+
+    python benchmarks/throughput.py [--events 1000000] [--rounds 3] [--file var/bench-1m.jsonl]
+
+Both sides run as whole processes (start-up included) on the same simulated file (2 % dirt): the baseline
+only reads the lines and calls `orjson.loads` on each; the pipeline decodes, validates, applies and writes
+the final exposition. Rounds alternate the two so that a busy machine slows both alike; the figures are the
+medians. Prints a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+BARE_LOOP = """
+import sys, orjson
+loads, error = orjson.loads, orjson.JSONDecodeError
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        try:
+            loads(line)
+        except error:
+            pass
+"""
+
+
+def timed(cmd: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def ensure_file(path: Path, events: int) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "streams.cli", "simulate", "--events", str(events), "--dirt", "0.02",
+         "--out", str(path)],
+        check=True,
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--file", type=Path, default=None, help="input file (simulated and kept if absent)")
+    args = p.parse_args()
+    source = args.file or Path("var") / f"bench-{args.events}.jsonl"
+    ensure_file(source, args.events)
+    lines = sum(1 for _ in open(source, "rb"))
+
+    bare, run = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.prom")
+        for _ in range(args.rounds):
+            bare.append(timed([sys.executable, "-c", BARE_LOOP, str(source)]))
+            run.append(timed([sys.executable, "-m", "streams.cli", "run", "--source", str(source),
+                              "--clock", "event", "--metrics-out", out]))
+    b, r = statistics.median(bare), statistics.median(run)
+    print(f"| date | machine | events | bare loop (s) | engagewatch run (s) | ratio | events/s |")
+    print(f"|---|---|---|---|---|---|---|")
+    print(f"| {datetime.now(timezone.utc):%Y-%m-%d} | {platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()} | {lines:,} | {b:.2f} | {r:.2f} | {r / b:.2f}× | {lines / r:,.0f} |")
+    print(f"rounds: bare {', '.join(f'{x:.2f}' for x in bare)}; run {', '.join(f'{x:.2f}' for x in run)}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
