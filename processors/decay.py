@@ -358,8 +358,10 @@ class _Stream:
             g = 0.5 ** (span / HOUR_MS / self.cfg.recent_half_life_h)
             self.recent[0] = self.recent[0] * g + n_all
             self.recent[1] = self.recent[1] * g + self.all_base.expected(t0, t1)
-        # Campaign hours are tested against the organic baseline: a campaign only lifts engagement, so it hides a
-        # decay at worst and never fakes one.
+        if campaign and self._campaigns_set_aside():
+            # A campaign lifts engagement by an unknown factor: its time is neither evidence of decay nor of its
+            # absence, so the CUSUMs hold their value through it (a decay before it is still seen after it).
+            return
         if self.monitored(self.cfg):
             mu0 = self.fe_base.expected(t0, t1)
             for w in self.windows:

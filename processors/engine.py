@@ -84,6 +84,7 @@ class Engine:
         loads, decode_error, core = orjson.loads, orjson.JSONDecodeError, _CORE_FIELDS
         dead: list[DeadLetter] = []
         applied = duplicates = late = 0
+        hour_prefix, hour_ms = "\0", 0  # the last valid `YYYY-MM-DDTHH:` seen, and its epoch ms
         max_ts = self.max_ts if self.max_ts is not None else BEFORE_ALL
         next_tick = _NEVER  # beyond every valid ts: no tick without a callback
         if on_tick is not None:
@@ -107,7 +108,11 @@ class Engine:
                 gate = accounts[account]
                 stream = gate.streams[platform]
                 if type(ts) is str:
-                    ts = hours[ts[:14]] + MINUTE_SECOND_MS[ts[14:19]] + FRACTION_MS[ts[19:]]
+                    # Records come roughly in time order: most share the previous record's hour.
+                    if not ts.startswith(hour_prefix):
+                        hour_ms = hours[ts[:14]]
+                        hour_prefix = ts[:14]
+                    ts = hour_ms + MINUTE_SECOND_MS[ts[14:19]] + FRACTION_MS[ts[19:]]
                 elif type(ts) is not int or not INT64_MIN <= ts <= INT64_MAX:
                     raise _SlowPath
                 if (type(ident) is not str or not 0 < len(ident) <= 128

@@ -57,16 +57,15 @@ class WindowedCount:
 
     def move(self, old: int, new: int) -> None:
         hist = self.hist
-        left = hist[old] - 1
-        if left:
-            hist[old] = left
-        else:
+        n = hist[old]
+        if n == 1:
             del hist[old]
+        else:
+            hist[old] = n - 1
         hist[new] = hist.get(new, 0) + 1
         if new > self.top:
             self.top = new
-        edge0 = self.edges[0]
-        if old > edge0 and new > edge0:
+        if old > self.edges[0] and new > self.edges[0]:
             return
         jo = self._band(old)
         jn = self._band(new)
