@@ -167,6 +167,18 @@ class EmbeddedRunner:
         gc.freeze()
         return dead
 
+    def backfill(self, batch: Batch) -> list[DeadLetter]:
+        """History fed ahead of a live run: the detectors observe it tick by tick of event time."""
+        d = self.detection
+        with self.lock:
+            if d:
+                dead = self.engine.feed(batch.lines, on_tick=d.on_tick, tick_ms=d.tick_ms)
+            else:
+                dead = self.engine.feed(batch.lines)
+            self.records += len(batch.lines)
+        gc.freeze()
+        return dead
+
     def idle(self) -> None:
         """Nothing arrived: on the wall clock time still passes for the detectors."""
         if self.detection and self.clock == "wall":

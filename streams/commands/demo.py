@@ -26,14 +26,17 @@ HELP = "simulate a live campaign, process it as it happens and show it"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
-    p.add_argument("--warmup", default="6h", help="simulated history replayed at start (default 6h)")
+    p.add_argument("--warmup", default="8d",
+                   help="simulated history replayed at start, so that windows are full and the detectors have "
+                        "learned their baselines (default 8d; they need 7 days before they report a decay)")
     p.add_argument("--for", dest="run_for", default=None, metavar="DURATION",
                    help="stop after this much real time, e.g. 30s (default: until Ctrl-C)")
     p.add_argument("--accounts", type=int, default=3, help="simulated brand accounts (default 3)")
     p.add_argument("--platforms", default="instagram,tiktok,x", help="comma-separated platforms")
-    p.add_argument("--rate", type=float, default=3000.0, help="mean events per stream per simulated hour")
+    p.add_argument("--rate", type=float, default=400.0, help="mean events per stream per simulated hour")
     p.add_argument("--decay", action="append", default=None, metavar="SPEC",
-                   help="inject a decay, as for `simulate` (default: acme/instagram=0.5@8h)")
+                   help="inject a decay, as for `simulate` (default: acme/instagram=0.5 from 1 simulated hour "
+                        "after the warm-up)")
     p.add_argument("--dirt", type=float, default=0.01, help="share of dirty records (default 0.01)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--alerts-out", metavar="FILE", help="also write the detectors' alerts here as JSON lines")
@@ -56,26 +59,36 @@ def main(args: argparse.Namespace) -> int:
     spec = SimSpec(
         seed=args.seed, accounts=args.accounts, platforms=tuple(args.platforms.split(",")), start_ms=start_ms,
         duration_ms=None, rate=args.rate, dirt=args.dirt,
-        decays=tuple(Decay.parse(d) for d in (args.decay if args.decay is not None else ["acme/instagram=0.5@8h"])),
+        decays=tuple(Decay.parse(d) for d in (args.decay if args.decay is not None
+                                               else [f"acme/instagram=0.5@{warmup_ms // 1000 + 3600}s"])),
     )
     events = timeline(spec)
-    started = time.monotonic()
 
     def sim_now() -> int:
         return start_ms + warmup_ms + int((time.monotonic() - started) * args.speed * 1000)
 
     runner = EmbeddedRunner(Engine(settings.engine_config()), "wall", now_ms=sim_now)
     start_detection(runner, settings, alerts_out=args.alerts_out)
+    started = time.monotonic()
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     server = serve(runner.collector, settings.metrics_host, port,
                    settings.metrics_tls_certfile, settings.metrics_tls_keyfile) if port else None
     log.info("demo started", metrics=f"http://{settings.metrics_host}:{port}/metrics" if port else None,
              speed=args.speed, streams=len(spec.streams()))
 
+    history: list[bytes] = []
+    for emitted, line in events:
+        if emitted > start_ms + warmup_ms:
+            break
+        history.append(line)
+    runner.backfill(Batch(history, 1))
+    line_no = len(history) + 1
+    pending: tuple[int, bytes] | None = (emitted, line)
+    log.info("warm-up replayed", records=len(history))
+
     console = Console(stderr=False)
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
-    pending: tuple[int, bytes] | None = None
-    line_no, last_shown, shown_records, rate = 1, 0.0, 0, 0.0
+    last_shown, shown_records, rate = 0.0, 0, 0.0
     try:
         if live:
             live.start()
