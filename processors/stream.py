@@ -27,7 +27,7 @@ class Stream:
 
     __slots__ = (
         "account", "platform", "bucket_ms", "rows", "used", "free", "flags", "eng_ts", "act_b", "inf_b", "relation",
-        "follow_ts", "engaged", "active", "influencer", "new_followers", "activated", "audience", "campaigns",
+        "follow_ts", "engaged", "active", "influencer", "new_followers", "activated", "audience", "campaigns", "buckets",
         "engagements", "follower_engaging_events", "follows", "unfollows", "last_ts",
         "window_spans",
     )
@@ -50,7 +50,10 @@ class Stream:
         self.new_followers = WindowedCount((cohort_span,))
         self.activated = WindowedCount((cohort_span,))
         self.audience = Audience()
-        self.campaigns: dict[str, tuple[dict[str, int], WindowedCount]] = {}
+        # campaign -> (row -> last bucket tagged with it, counts). Keyed by row, not actor id, and with
+        # interned bucket numbers, so that a membership costs one dict entry and no new objects.
+        self.campaigns: dict[str, tuple[dict[int, int], WindowedCount]] = {}
+        self.buckets: dict[int, int] = {}
         self.engagements = [0] * len(TYPES)
         self.follower_engaging_events = self.follows = self.unfollows = 0
         self.last_ts = BEFORE_ALL  # largest applied ts
@@ -136,13 +139,15 @@ class Stream:
             if entry is None:
                 entry = self.campaigns[campaign] = ({}, WindowedCount(self.window_spans))
             members, counts = entry
-            old_b = members.get(actor)
+            old_b = members.get(row)
             if old_b is None:
+                b = self.buckets.setdefault(b, b)
                 counts.add(b)
-                members[actor] = b
+                members[row] = b
             elif b > old_b:
+                b = self.buckets.setdefault(b, b)
                 counts.move(old_b, b)
-                members[actor] = b
+                members[row] = b
 
     def follow(self, actor: str, ts: int) -> None:
         row = self.rows.get(actor)
@@ -199,11 +204,14 @@ class Stream:
                 self.influencer.remove(self.inf_b[row])
             del self.rows[actor]
             self.free.append(row)
+        # Campaign members leave with their actor (a dropped row is outside every window, so are its
+        # campaign buckets) before the row can be reused.
         window_horizon = tb - max(self.window_spans)
         for members, counts in self.campaigns.values():
-            stale = [actor for actor, b in members.items() if b <= window_horizon]
-            for actor in stale:
-                counts.remove(members.pop(actor))
+            stale = [row for row, b in members.items() if b <= window_horizon]
+            for row in stale:
+                counts.remove(members.pop(row))
+        self.buckets = {b: b for b in self.buckets if b > window_horizon}
 
     def __len__(self) -> int:
         return len(self.rows)
