@@ -175,6 +175,10 @@ class MonitorState(NamedTuple):
     streams: tuple[StreamHealth, ...]
     alerts_total: tuple[tuple[str, str, int], ...]
     """(alertname, severity, count) of alerts fired since start."""
+    hollow_window: str = "24h"
+    """Window label of the active followers the hollow-growth test reads (its alert's and gauge's `window`)."""
+    cohort_window: str = "7d"
+    """Cohort window label of the onboarding test (its alert's and gauge's `window`)."""
 
 
 class _Transition:
@@ -670,6 +674,8 @@ class DecayMonitor:
             at_ms=T,
             streams=tuple(st.health(self.config, T) for st in self._streams.values()),
             alerts_total=tuple((name, sev, n) for (name, sev), n in sorted(self._fired.items())),
+            hollow_window=self.config.hollow_window,
+            cohort_window=self.config.cohort_label,
         )
 
     def to_bytes(self) -> bytes:

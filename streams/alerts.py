@@ -263,12 +263,14 @@ def monitor_metric_families(state: Any) -> Iterator[GaugeMetricFamily | CounterM
         "engagewatch_stream_silent", "1 while the stream sends no event although it should.", labels=["account", "platform"]
     )
     hollow = GaugeMetricFamily(
-        "engagewatch_hollow_growth", "1 while followers grow without engaging.", labels=["account", "platform"]
+        "engagewatch_hollow_growth",
+        "1 while followers grow without engaging (window: the active-follower window the test reads).",
+        labels=["account", "platform", "window"],
     )
     onboarding = GaugeMetricFamily(
         "engagewatch_onboarding_collapse",
-        "1 while new-follower activation is far below its baseline.",
-        labels=["account", "platform"],
+        "1 while new-follower activation is far below its baseline (window: the cohort window).",
+        labels=["account", "platform", "window"],
     )
     for st in state.streams:
         key = [st.account, st.platform]
@@ -279,8 +281,8 @@ def monitor_metric_families(state: Any) -> Iterator[GaugeMetricFamily | CounterM
                 decay.add_metric(key + [w.window], w.state)
                 evidence.add_metric(key + [w.window], w.evidence)
         silent.add_metric(key, 1.0 if st.silent else 0.0)
-        hollow.add_metric(key, 1.0 if st.hollow_growth else 0.0)
-        onboarding.add_metric(key, 1.0 if st.onboarding_collapse else 0.0)
+        hollow.add_metric(key + [state.hollow_window], 1.0 if st.hollow_growth else 0.0)
+        onboarding.add_metric(key + [state.cohort_window], 1.0 if st.onboarding_collapse else 0.0)
     yield from (baseline, decay, evidence, silent, hollow, onboarding)
     fired = CounterMetricFamily(
         "engagewatch_alerts", "Alerts fired, by alert name and severity.", labels=["alertname", "severity"]
