@@ -181,6 +181,12 @@ class TestEquivalence:
         finally:
             worker.stop()
         assert_same_series(text, reference[0])
+        reread = next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                      if s.name == "engagewatch_worker_recovered_records_total")
+        if interval == "0s":  # recovered from the first worker's checkpoints: only the second half re-read
+            assert reread == records_in(second)
+        else:  # never checkpointed: rebuilt from the first record
+            assert reread == records_in(dirty_file)
 
 
 class TestDeadLetters:
