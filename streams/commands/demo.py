@@ -76,17 +76,18 @@ def main(args: argparse.Namespace) -> int:
     log.info("demo started", metrics=f"http://{settings.metrics_host}:{port}/metrics" if port else None,
              speed=args.speed, streams=len(spec.streams()))
 
+    console = Console(stderr=False)
     history: list[bytes] = []
-    for emitted, line in events:
-        if emitted > start_ms + warmup_ms:
-            break
-        history.append(line)
-    runner.backfill(Batch(history, 1))
+    with console.status(f"replaying {args.warmup} of simulated history so that windows and baselines are full…"):
+        for emitted, line in events:
+            if emitted > start_ms + warmup_ms:
+                break
+            history.append(line)
+        runner.backfill(Batch(history, 1))
     line_no = len(history) + 1
     pending: tuple[int, bytes] | None = (emitted, line)
     log.info("warm-up replayed", records=len(history))
 
-    console = Console(stderr=False)
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
     last_shown, shown_records, rate = 0.0, 0, 0.0
     try:
