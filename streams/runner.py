@@ -149,10 +149,12 @@ class EmbeddedRunner:
         self.detection = Detection(self.engine, monitor, sink, tick_ms)
         self.collector.add_source(self.detection.families)
 
-    def feed(self, batch: Batch) -> list[DeadLetter]:
+    def feed(self, batch: Batch, history: bool = False) -> list[DeadLetter]:
+        """Apply a batch. `history` is a backlog fed ahead of a live run: whatever the clock, the detectors
+        observe it tick by tick of event time, as they would a replayed file."""
         d = self.detection
         with self.lock:
-            if self.clock == "wall":
+            if self.clock == "wall" and not history:
                 now = self.now_ms()
                 dead = self.engine.feed(batch.lines, now)
                 if d:
@@ -164,18 +166,6 @@ class EmbeddedRunner:
             self.records += len(batch.lines)
         # The engine's long-lived dicts hold millions of entries and no reference cycles: move them out of
         # the cyclic collector's reach, or its full collections rescan them and cost a quarter of the run.
-        gc.freeze()
-        return dead
-
-    def backfill(self, batch: Batch) -> list[DeadLetter]:
-        """History fed ahead of a live run: the detectors observe it tick by tick of event time."""
-        d = self.detection
-        with self.lock:
-            if d:
-                dead = self.engine.feed(batch.lines, on_tick=d.on_tick, tick_ms=d.tick_ms)
-            else:
-                dead = self.engine.feed(batch.lines)
-            self.records += len(batch.lines)
         gc.freeze()
         return dead
 

@@ -83,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
             if emitted > start_ms + warmup_ms:
                 break
             history.append(line)
-        runner.backfill(Batch(history, 1))
+        runner.feed(Batch(history, 1), history=True)
     line_no = len(history) + 1
     pending: tuple[int, bytes] | None = (emitted, line)
     log.info("warm-up replayed", records=len(history))
