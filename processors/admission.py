@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from processors.wire import BEFORE_ALL
+
 
 class AccountGate:
     """Decides late / duplicate / applied for one account's records, in arrival order.
@@ -16,10 +18,10 @@ class AccountGate:
     __slots__ = ("watermark", "ids", "old_ids", "rotate_at", "streams", "campaigns")
 
     def __init__(self) -> None:
-        self.watermark: int | None = None
+        self.watermark = BEFORE_ALL  # nothing applied yet: no record is late, none a duplicate
         self.ids: dict[str, int] = {}
         self.old_ids: dict[str, int] = {}
-        self.rotate_at = 0
+        self.rotate_at = BEFORE_ALL
         self.streams: dict = {}  # platform -> Stream
         self.campaigns: set[str] = set()  # campaign labels given to this account, within its budget
 

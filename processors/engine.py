@@ -102,9 +102,7 @@ class Engine:
                 continue
             try:
                 type_name, account, platform, ident, ts, actor = core(rec)
-                code = TYPE_CODE[type_name]
-                if code == AUDIENCE:
-                    raise _SlowPath
+                code = _FAST_TYPE_CODE[type_name]
                 gate = accounts[account]
                 stream = gate.streams[platform]
                 if type(ts) is str:
@@ -150,23 +148,20 @@ class Engine:
                 dead.append(DeadLetter("future", f"ts is more than {cfg.max_future_ms} ms ahead of now", raw, index))
                 continue
             wm = gate.watermark
-            if wm is not None:
-                if ts < wm - grace:
-                    late += 1
-                    dead.append(DeadLetter("late", f"ts is more than {grace} ms behind the watermark", raw, index))
-                    continue
-                seen = gate.ids.get(ident)
-                if seen is None:
-                    seen = gate.old_ids.get(ident)
-                if seen is not None and seen >= wm - horizon:
-                    duplicates += 1
-                    continue
-                if ts > wm:
-                    gate.watermark = ts
-                    if ts >= gate.rotate_at:
-                        gate.rotate(horizon)
-            else:
-                gate.watermark, gate.rotate_at = ts, ts + horizon
+            if ts < wm - grace:
+                late += 1
+                dead.append(DeadLetter("late", f"ts is more than {grace} ms behind the watermark", raw, index))
+                continue
+            seen = gate.ids.get(ident)
+            if seen is None:
+                seen = gate.old_ids.get(ident)
+            if seen is not None and seen >= wm - horizon:
+                duplicates += 1
+                continue
+            if ts > wm:
+                gate.watermark = ts
+                if ts >= gate.rotate_at:
+                    gate.rotate(horizon)
             gate.ids[ident] = ts
             applied += 1
             if ts > max_ts:
@@ -254,7 +249,7 @@ class Engine:
             return
         self._swept_at = tb
         for gate in self.accounts.values():
-            if gate.watermark is None:  # its only records so far were rejected
+            if gate.watermark == BEFORE_ALL:  # its only records so far were rejected
                 continue
             oldest_admissible = gate.watermark - cfg.grace_ms
             for stream in gate.streams.values():
@@ -328,6 +323,8 @@ class Engine:
 
 
 _NEVER = 1 << 64
+# Audience snapshots are rare and need `followers` checked: they take the thorough path.
+_FAST_TYPE_CODE = {name: code for name, code in TYPE_CODE.items() if code != AUDIENCE}
 _CORE_FIELDS = itemgetter("type", "account", "platform", "id", "ts", "actor")
 
 

@@ -12,21 +12,22 @@ from processors.audience import Audience
 from processors.windows import WindowedCount
 from processors.wire import BEFORE_ALL, TYPES, VIEW
 
-# Row flags.
-ENGAGED, ACTIVE, INFLUENCER = 1, 2, 4
-# Relation of an actor to the account, from its latest follow/unfollow in arrival order.
-NO_RELATION, FOLLOWING, UNFOLLOWED = 0, 1, 2
+# Bits of a row's state byte: what the actor has done, and its relation to the account from its latest
+# follow/unfollow in arrival order (neither bit: no relation known).
+ENGAGED, ACTIVE, INFLUENCER, FOLLOWING, UNFOLLOWED = 1, 2, 4, 8, 16
+RELATION = FOLLOWING | UNFOLLOWED
 
 
 class Stream:
     """Everything the metrics of one stream are computed from.
 
-    Per actor row: the greatest engaging ts (activation compares it with the follow ts), the greatest bucket
-    of an engaging event as a follower, the same for influencer events, the relation and its follow ts.
+    Per actor row: a state byte (see the bits above), the greatest engaging ts (activation compares it with
+    the follow ts), the greatest bucket of an engaging event as a follower, the same for influencer events,
+    and the ts of the follow when following.
     """
 
     __slots__ = (
-        "account", "platform", "bucket_ms", "rows", "used", "free", "flags", "eng_ts", "act_b", "inf_b", "relation",
+        "account", "platform", "bucket_ms", "rows", "used", "free", "state", "eng_ts", "act_b", "inf_b",
         "follow_ts", "engaged", "active", "influencer", "new_followers", "activated", "audience", "campaigns", "buckets",
         "engagements", "follower_engaging_events", "follows", "unfollows", "last_ts",
         "window_spans",
@@ -38,11 +39,10 @@ class Stream:
         self.rows: dict[str, int] = {}
         self.used = 0  # rows ever handed out; rows freed since are reused first
         self.free: list[int] = []
-        self.flags = bytearray()
+        self.state = bytearray()
         self.eng_ts = array("q")
         self.act_b = array("q")
         self.inf_b = array("q")
-        self.relation = bytearray()
         self.follow_ts = array("q")
         self.engaged = WindowedCount(spans)
         self.active = WindowedCount(spans)
@@ -61,15 +61,13 @@ class Stream:
     def _new_row(self, actor: str) -> int:
         if self.free:
             row = self.free.pop()
-            self.flags[row] = 0
-            self.relation[row] = NO_RELATION
+            self.state[row] = 0
         else:
             row = self.used
-            if row == len(self.flags):
-                # Grow every column by an eighth at once: appending six columns per actor costs more.
+            if row == len(self.state):
+                # Grow every column by an eighth at once: appending five columns per actor costs more.
                 more = max(16, row >> 3)
-                self.flags.extend(bytes(more))
-                self.relation.extend(bytes(more))
+                self.state.extend(bytes(more))
                 zeros = array("q", bytes(8 * more))
                 for column in (self.eng_ts, self.act_b, self.inf_b, self.follow_ts):
                     column.extend(zeros)
@@ -85,10 +83,9 @@ class Stream:
             row = self._new_row(actor)
         g = self.bucket_ms
         b = ts // g
-        flags = self.flags[row]
-        relation = self.relation[row]
+        state = self.state[row]
 
-        if flags & ENGAGED:
+        if state & ENGAGED:
             eng_ts = self.eng_ts
             old = eng_ts[row]
             if ts > old:
@@ -96,22 +93,22 @@ class Stream:
                 ob = old // g
                 if b != ob:
                     self.engaged.move(ob, b)
-                if relation == FOLLOWING:
+                if state & FOLLOWING:
                     f = self.follow_ts[row]
                     if old < f <= ts:
                         self.activated.add(f // g)
         else:
             self.engaged.add(b)
             self.eng_ts[row] = ts
-            flags |= ENGAGED
-            if relation == FOLLOWING and ts >= self.follow_ts[row]:
+            state |= ENGAGED
+            if state & FOLLOWING and ts >= self.follow_ts[row]:
                 self.activated.add(self.follow_ts[row] // g)
 
         if follower is None:
-            follower = unknown_is_follower if relation == NO_RELATION else relation == FOLLOWING
+            follower = state & FOLLOWING if state & RELATION else unknown_is_follower
         if follower:
             self.follower_engaging_events += 1
-            if flags & ACTIVE:
+            if state & ACTIVE:
                 act_b = self.act_b
                 ob = act_b[row]
                 if b > ob:
@@ -120,9 +117,9 @@ class Stream:
             else:
                 self.active.add(b)
                 self.act_b[row] = b
-                flags |= ACTIVE
+                state |= ACTIVE
             if influencer:
-                if flags & INFLUENCER:
+                if state & INFLUENCER:
                     inf_b = self.inf_b
                     ob = inf_b[row]
                     if b > ob:
@@ -131,8 +128,8 @@ class Stream:
                 else:
                     self.influencer.add(b)
                     self.inf_b[row] = b
-                    flags |= INFLUENCER
-        self.flags[row] = flags
+                    state |= INFLUENCER
+        self.state[row] = state
 
         if campaign is not None:
             entry = self.campaigns.get(campaign)
@@ -155,10 +152,11 @@ class Stream:
             row = self._new_row(actor)
         self._leave_cohort(row)
         g = self.bucket_ms
-        self.relation[row] = FOLLOWING
+        state = self.state[row] & ~RELATION | FOLLOWING
+        self.state[row] = state
         self.follow_ts[row] = ts
         self.new_followers.add(ts // g)
-        if self.flags[row] & ENGAGED and self.eng_ts[row] >= ts:
+        if state & ENGAGED and self.eng_ts[row] >= ts:
             self.activated.add(ts // g)
         self.audience.follow(ts, 1)
         self.follows += 1
@@ -168,17 +166,18 @@ class Stream:
         if row is None:
             row = self._new_row(actor)
         self._leave_cohort(row)
-        self.relation[row] = UNFOLLOWED
+        self.state[row] = self.state[row] & ~RELATION | UNFOLLOWED
         self.audience.follow(ts, -1)
         self.unfollows += 1
 
     def _leave_cohort(self, row: int) -> None:
-        if self.relation[row] != FOLLOWING:
+        state = self.state[row]
+        if not state & FOLLOWING:
             return
         f = self.follow_ts[row]
         fb = f // self.bucket_ms
         self.new_followers.remove(fb)
-        if self.flags[row] & ENGAGED and self.eng_ts[row] >= f:
+        if state & ENGAGED and self.eng_ts[row] >= f:
             self.activated.remove(fb)
 
     def forget_idle(self, tb: int, retention: int) -> None:
@@ -189,13 +188,13 @@ class Stream:
         """
         horizon = tb - retention
         g = self.bucket_ms
-        flags, eng_ts, relation = self.flags, self.eng_ts, self.relation
+        state, eng_ts = self.state, self.eng_ts
         gone = [
             (actor, row) for actor, row in self.rows.items()
-            if relation[row] == NO_RELATION and (not flags[row] & ENGAGED or eng_ts[row] // g <= horizon)
+            if not state[row] & RELATION and (not state[row] & ENGAGED or eng_ts[row] // g <= horizon)
         ]
         for actor, row in gone:
-            f = flags[row]
+            f = state[row]
             if f & ENGAGED:
                 self.engaged.remove(eng_ts[row] // g)
             if f & ACTIVE:
