@@ -9,8 +9,8 @@ clock, touches Kafka or knows about Prometheus.
 from __future__ import annotations
 
 import pickle
-from operator import itemgetter
 from collections.abc import Callable
+from operator import itemgetter
 from typing import NamedTuple
 
 import orjson
@@ -20,8 +20,8 @@ from processors.config import EngineConfig
 from processors.snapshot import Snapshot, StreamSnapshot
 from processors.stream import Stream
 from processors.wire import (
-    AUDIENCE, BEFORE_ALL, FOLLOW, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, TYPE_CODE, TYPES, UNFOLLOW, VIEW, FRACTION_MS, MINUTE_SECOND_MS, Rejection,
-    Validator,
+    AUDIENCE, BEFORE_ALL, FOLLOW, FRACTION_MS, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, MINUTE_SECOND_MS, TYPE_CODE,
+    TYPES, UNFOLLOW, VIEW, Validator,
 )
 
 OUTCOMES = ("applied", "duplicate", "late", "invalid")
@@ -340,4 +340,4 @@ def _undecodable(raw: bytes, index: int, error: Exception) -> DeadLetter:
     return DeadLetter("bad_json", str(error), raw, index)
 
 
-__all__ = ["DeadLetter", "Engine", "OUTCOMES", "Rejection"]
+__all__ = ["DeadLetter", "Engine", "OUTCOMES"]
