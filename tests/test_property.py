@@ -165,6 +165,7 @@ LAST = record(LIKE, id="last", ts="2026-01-01T00:01:00Z", actor="dave")
 
 
 def _check_against_reference(data: bytes, config: Config, workdir: Path, *, dead_letter: bool = False):
+    """Run the engine and assert that its comparable series equal the reference's; return the run."""
     run = run_engine(data, config, workdir, dead_letter=dead_letter)
     assert run.exit_code == 0
     expected = comparable(evaluate(split_lines(data), config))
@@ -365,6 +366,7 @@ class TestAgainstReference:
 
     @staticmethod
     def check(config: Config, data: bytes) -> None:
+        """Run the engine on `data`; its export, its outcome counts and its dead letters must match the reference."""
         with tempfile.TemporaryDirectory() as tmp:
             run = _check_against_reference(data, config, Path(tmp), dead_letter=True)
         outcomes = {o: run.series.get(key("engagewatch_events_total", outcome=o), 0) for o in ("applied", "duplicate", "late", "invalid")}
