@@ -15,6 +15,15 @@ Design (see docs/kafka.md for the operator's view):
   source topic, partition and offset. The producer is flushed before a batch is acknowledged, so a dead letter is
   durable before its record's offset can be committed (at least once).
 - Per-stream series are exported only for owned partitions; a revoked partition's engine is dropped at once.
+- The event clock is shared: after each batch a worker publishes, per partition it owns, the largest applied ts
+  to the compacted `<app_id>-event-clock` topic (key = partition), and every worker follows that topic with a
+  group-less reader. On the event clock T = the largest value over all partitions, so every worker of a group
+  evaluates at the T of `engagewatch run` on the whole input, whatever partitions it owns.
+- The decay detectors run per partition (their state is in the partition's checkpoint and moves with it): on the
+  event clock at every tick of the partition's event time (`Engine.feed(on_tick=...)`), on the wall clock every
+  `detect_tick` of real time. Alerts go to the alerts topic (key = account) and the configured HTTP sinks.
+- `engagewatch_consumer_lag{topic,partition}` = the partition's high watermark as last fetched minus the offset
+  after the last record the engine includes.
 """
 
 from __future__ import annotations
@@ -32,12 +41,14 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from processors.config import EngineConfig, parse_duration
+from processors.decay import DecayConfig, DecayMonitor, MonitorState
 from processors.engine import DeadLetter, Engine
 from processors.snapshot import Snapshot
 from streams import logs
+from streams.alerts import FanoutSink, monitor_metric_families, sink_metric_families, sinks_from_settings
 from streams.exporter import EngineCollector
 from streams.kafka_checkpoint import decode, encode
-from streams.kafka_clients import CHECKPOINT_TABLE, aiokafka_config, faust_credentials
+from streams.kafka_clients import CHECKPOINT_TABLE, aiokafka_config, event_clock_topic, faust_credentials
 from streams.settings import Settings
 
 CATCH_UP_FETCH_MS = 500
@@ -58,6 +69,12 @@ class PartitionState:
     """Offset of the last checkpoint written (or recovered)."""
     checkpointed_at: float
     """time.monotonic() of that checkpoint."""
+    monitor: DecayMonitor | None = None
+    """The decay detectors of the partition's streams; None when detection is off."""
+    published_ts: int | None = None
+    """Largest applied ts last published to the event-clock topic."""
+    next_wall_tick: int = 0
+    """Wall clock: when the detectors observe next (epoch ms)."""
 
 
 class WorkerRuntime:
@@ -67,7 +84,7 @@ class WorkerRuntime:
     All mutation happens on the event loop; the metrics thread reads under `lock`.
     """
 
-    def __init__(self, settings: Settings, clock: str, now_ms: Any = None) -> None:
+    def __init__(self, settings: Settings, clock: str, now_ms: Any = None, detect: bool = True) -> None:
         if clock not in ("event", "wall"):
             raise ValueError(f"clock must be event or wall, not {clock!r}")
         self.settings = settings
@@ -85,22 +102,34 @@ class WorkerRuntime:
         self.caught_up = 0
         self.checkpoints_written = 0
         self.dead_letters_sent = 0
-        self.collector = EngineCollector(self._snapshots_locked, self.lock, extra=[self._pipeline_families])
+        self.clock_ts: dict[int, int] = {}
+        """Partition -> largest applied ts, as published by whichever worker owns (or owned) it."""
+        self.detect = detect
+        self.tick_ms = settings.detect_tick_ms()
+        self.decay_config = DecayConfig.from_engine(self.config)
+        self._mute_alerts = False
+        self.collector = EngineCollector(self._snapshots_locked, self.lock,
+                                         extra=[self._pipeline_families, self._detector_families])
         # Wired by build_app:
         self.app: Any = None
         self.table: Any = None
         self.dead_letter_topic: Any = None
+        self.clock_topic: Any = None
+        self.alerts_topic: Any = None
+        self.sink: FanoutSink = FanoutSink([])
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
     def evaluation_time(self) -> int:
-        """Now on the wall clock; on the event clock the largest applied ts over the owned partitions.
+        """Now on the wall clock; on the event clock the largest applied ts over every partition of the topic
+        (the owned engines, and what the event-clock topic says of the others).
 
         Never decreases, since an engine must not be evaluated at an earlier time than before."""
         if self.clock == "wall":
             t = self.now_ms()
         else:
             t = max((s.engine.event_time() or 0 for s in self.partitions.values()), default=0)
+            t = max(t, max(self.clock_ts.values(), default=0))
         self._evaluated_ms = max(self._evaluated_ms, t)
         return self._evaluated_ms
 
@@ -121,7 +150,48 @@ class WorkerRuntime:
         replayed = CounterMetricFamily("engagewatch_worker_recovered_records",
                                        "Records re-read after a checkpoint while recovering partitions.",
                                        value=self.caught_up)
-        return iter([owned, offset, checkpoints, replayed])
+        lag = GaugeMetricFamily("engagewatch_consumer_lag",
+                                "Records of the interactions partition not yet applied (log end minus position).",
+                                labels=["topic", "partition"])
+        topic = self.kafka.interactions_topic
+        for p, n in sorted(self._lags().items()):
+            lag.add_metric([topic, str(p)], n)
+        return iter([owned, offset, checkpoints, replayed, lag])
+
+    def _lags(self) -> dict[int, int]:
+        """Per owned partition: high watermark (as last fetched by the consumer) minus the next offset to apply."""
+        from faust.types import TP
+
+        consumer = getattr(self.app, "consumer", None) if self.app is not None else None
+        if consumer is None:
+            return {}
+        out = {}
+        for p, s in self.partitions.items():
+            try:
+                hw = consumer.highwater(TP(self.kafka.interactions_topic, p))
+            except Exception:  # noqa: BLE001 - not fetched yet, or the consumer is restarting: no value
+                continue
+            if hw is not None:
+                out[p] = max(0, hw - (s.offset + 1))
+        return out
+
+    def _detector_families(self) -> Iterator[Metric]:
+        """The detectors' gauges over every owned partition (alert counters summed), and the sinks' counters."""
+        if not self.detect:
+            return iter(())
+        states = [s.monitor.state() for _, s in sorted(self.partitions.items()) if s.monitor is not None]
+        fired: dict[tuple[str, str], int] = {}
+        for st in states:
+            for name, severity, n in st.alerts_total:
+                fired[(name, severity)] = fired.get((name, severity), 0) + n
+        merged = MonitorState(
+            at_ms=max((st.at_ms for st in states), default=0),
+            streams=tuple(h for st in states for h in st.streams),
+            alerts_total=tuple((name, sev, n) for (name, sev), n in sorted(fired.items())),
+            hollow_window=self.decay_config.hollow_window,
+            cohort_window=self.decay_config.cohort_label,
+        )
+        return iter([*monitor_metric_families(merged), *sink_metric_families(self.sink.sinks)])
 
     # -- assignment -------------------------------------------------------------------------------------------
 
@@ -142,31 +212,44 @@ class WorkerRuntime:
     async def _recover(self, partition: int) -> PartitionState:
         stored = self.table.get(partition) if self.table is not None else None
         blob = base64.b64decode(stored) if stored else None
-        engine, offset = Engine(self.config), -1
+        engine, offset, detectors = Engine(self.config), -1, None
         if blob:
             try:
-                offset, engine = decode(self.config, blob)
+                offset, engine, detectors = decode(self.config, blob)
+                monitor = self._new_monitor(detectors)
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: rebuild from the log
                 log.warning("checkpoint unusable, rebuilding the partition from its first record",
                             partition=partition, error=str(e))
                 engine, offset = Engine(self.config), -1
+                monitor = self._new_monitor(None)
+        else:
+            monitor = self._new_monitor(None)
         checkpointed = offset
-        offset = await self._catch_up(partition, engine, offset)
-        state = PartitionState(engine, offset, checkpointed, time.monotonic())
+        state = PartitionState(engine, offset, checkpointed, time.monotonic(), monitor)
+        state.offset = await self._catch_up(partition, state)
         with self.lock:
             self.partitions[partition] = state
-        log.info("partition recovered", partition=partition, checkpoint_offset=checkpointed, offset=offset,
+        self._publish_event_time(partition, state)
+        log.info("partition recovered", partition=partition, checkpoint_offset=checkpointed, offset=state.offset,
                  streams=engine.stream_count)
         return state
 
-    async def _catch_up(self, partition: int, engine: Engine, offset: int) -> int:
-        """Feed `engine` the records of `partition` after `offset` up to the current end; returns the new offset.
+    def _new_monitor(self, detectors: bytes | None) -> DecayMonitor | None:
+        if not self.detect:
+            return None
+        if detectors:
+            return DecayMonitor.from_bytes(self.decay_config, detectors)
+        return DecayMonitor(self.decay_config)
 
-        Dead letters are re-published only for records at or after the group's committed offset: those before
-        it were published (and flushed) before that offset was committed."""
+    async def _catch_up(self, partition: int, state: PartitionState) -> int:
+        """Feed the partition's engine the records after its offset up to the current end; returns the new offset.
+
+        Dead letters and alerts are re-published only for records at or after the group's committed offset: those
+        before it were published (and flushed) before that offset was committed."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         tp = TopicPartition(self.kafka.interactions_topic, partition)
+        offset = state.offset
         reader = AIOKafkaConsumer(
             **aiokafka_config(self.kafka),
             group_id=self.kafka.app_id,
@@ -194,16 +277,24 @@ class WorkerRuntime:
                     if (await reader.position(tp)) >= end:
                         break
                     continue
-                lines = [m.value if m.value is not None else b"" for m in messages]
-                with self.lock:
-                    dead = engine.feed(lines, self._now_for_feed())
-                offset = messages[-1].offset
-                self.caught_up += len(messages)
-                self._send_dead_letters(
-                    partition,
-                    ((d, messages[d.index].key, messages[d.index].offset) for d in dead
-                     if messages[d.index].offset >= committed),
-                )
+                # Alerts of records the group had committed were sent before: observe, but do not send again.
+                split = next((i for i, m in enumerate(messages) if m.offset >= committed), len(messages))
+                for part, mute in ((messages[:split], True), (messages[split:], False)):
+                    if not part:
+                        continue
+                    lines = [m.value if m.value is not None else b"" for m in part]
+                    self._mute_alerts = mute
+                    try:
+                        with self.lock:
+                            dead = self._feed_engine(partition, state, lines)
+                    finally:
+                        self._mute_alerts = False
+                    offset = part[-1].offset
+                    self.caught_up += len(part)
+                    self._send_dead_letters(
+                        partition,
+                        ((d, part[d.index].key, part[d.index].offset) for d in dead if part[d.index].offset >= committed),
+                    )
             await self._flush()
             return offset
         finally:
@@ -241,6 +332,78 @@ class WorkerRuntime:
     def _now_for_feed(self) -> int | None:
         return self.now_ms() if self.clock == "wall" else None
 
+    def _feed_engine(self, partition: int, state: PartitionState, lines: list[bytes]) -> list[DeadLetter]:
+        """Engine.feed on the worker's clock; on the event clock the detectors observe every tick. Under `lock`."""
+        if self.clock == "wall":
+            return state.engine.feed(lines, self.now_ms())
+        if state.monitor is None:
+            return state.engine.feed(lines)
+        engine, monitor = state.engine, state.monitor
+
+        def on_tick(at_ms: int) -> None:
+            self._alerts(monitor.observe(at_ms, engine.snapshot(at_ms).streams))
+
+        return engine.feed(lines, on_tick=on_tick, tick_ms=self.tick_ms)
+
+    def _alerts(self, alerts: list[Any]) -> None:
+        if alerts and not self._mute_alerts:
+            self.sink.send(alerts)
+
+    def wall_ticks(self) -> None:
+        """Wall clock: the detectors of each owned partition observe once per `detect_tick` of real time."""
+        if self.clock != "wall" or not self.detect:
+            return
+        now = self.now_ms()
+        with self.lock:
+            for _, state in sorted(self.partitions.items()):
+                if state.monitor is not None and now >= state.next_wall_tick:
+                    self._alerts(state.monitor.observe(now, state.engine.snapshot(now).streams))
+                    state.next_wall_tick = now + self.tick_ms
+
+    def _publish_event_time(self, partition: int, state: PartitionState) -> None:
+        """Tell every worker (through the event-clock topic) how far this partition's event time has come."""
+        if self.clock != "event" or self.clock_topic is None:
+            return
+        ts = state.engine.event_time()
+        if ts is None or ts == state.published_ts:
+            return
+        self.clock_topic.send_soon(key=str(partition).encode(), value=str(ts).encode())
+        state.published_ts = ts
+        self.clock_ts[partition] = max(ts, self.clock_ts.get(partition, ts))
+
+    def on_event_clock(self, key: bytes | None, value: bytes | None) -> None:
+        """A record of the event-clock topic: partition -> largest applied ts (only ever raises the value)."""
+        try:
+            partition, ts = int(key or b""), int(value or b"")
+        except ValueError:
+            return
+        if ts > self.clock_ts.get(partition, ts - 1):
+            self.clock_ts[partition] = ts
+
+    async def follow_event_clock(self) -> None:
+        """Read the event-clock topic from its beginning, forever (reconnecting when the cluster goes away)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        tp = TopicPartition(event_clock_topic(self.kafka), 0)
+        while True:
+            reader = AIOKafkaConsumer(**aiokafka_config(self.kafka), group_id=None, enable_auto_commit=False,
+                                      auto_offset_reset="earliest")
+            try:
+                await reader.start()
+                reader.assign([tp])
+                await reader.seek_to_beginning(tp)
+                while True:
+                    batches = await reader.getmany(tp, timeout_ms=500)
+                    for m in batches.get(tp, ()):
+                        self.on_event_clock(m.key, m.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - keep following; the worker must not die of a broker outage
+                log.warning("event-clock reader failed; retrying", error=f"{type(e).__name__}: {e}")
+                await asyncio.sleep(1.0)
+            finally:
+                await reader.stop()
+
     async def process(self, events: list[Any]) -> None:
         """One batch from the stream: fed per partition in arrival order, dead letters sent, checkpoints due."""
         groups: dict[int, list[Any]] = {}
@@ -255,6 +418,7 @@ class WorkerRuntime:
             self.skipped += len(group) - len(fresh)
             if fresh:
                 self._feed(partition, state, fresh)
+                self._publish_event_time(partition, state)
             if state.offset > state.checkpointed_offset and \
                     time.monotonic() - state.checkpointed_at >= self.checkpoint_every_s:
                 # Any event of the partition (even a skipped one) tells the table where to write.
@@ -265,7 +429,7 @@ class WorkerRuntime:
         """Apply records the engine does not include yet; queue their dead letters."""
         lines = [e.message.value if e.message.value is not None else b"" for e in fresh]
         with self.lock:
-            dead = state.engine.feed(lines, self._now_for_feed())
+            dead = self._feed_engine(partition, state, lines)
             state.offset = fresh[-1].message.offset
         self.records += len(fresh)
         if dead:
@@ -275,7 +439,7 @@ class WorkerRuntime:
 
     def checkpoint(self, partition: int, state: PartitionState, event: Any) -> None:
         """Write the partition's state to the checkpoint table (its changelog partition = `partition`)."""
-        blob = encode(state.engine, state.offset)
+        blob = encode(state.engine, state.offset, state.monitor)
         if (len(blob) + 2) // 3 * 4 + 64 > MAX_CHECKPOINT_BYTES:  # base64 text, plus the JSON quotes
             log.error("checkpoint too large to write; recovery will re-read from the previous one",
                       partition=partition, bytes=len(blob))
@@ -318,11 +482,17 @@ def _current_event(event: Any) -> Iterator[None]:
         var.reset(token)
 
 
-def build_app(runtime: WorkerRuntime, partitions: int) -> Any:
-    """The Faust app: the interactions agent, the checkpoint table, the dead-letter topic, the idle-partition timer."""
+def build_app(runtime: WorkerRuntime, partitions: int, session_timeout_s: float | None = None) -> Any:
+    """The Faust app: the interactions agent, the checkpoint table, the dead-letter, alerts and event-clock topics,
+    the event-clock reader and the timer for idle partitions and wall-clock detector ticks."""
     import faust
 
     kafka = runtime.kafka
+    timeouts: dict[str, float] = {}
+    if session_timeout_s:
+        # How soon a killed worker's partitions move; heartbeats must come several times per session timeout.
+        timeouts = {"broker_session_timeout": session_timeout_s,
+                    "broker_heartbeat_interval": min(3.0, session_timeout_s / 4)}
     app = faust.App(
         kafka.app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",")],
@@ -339,9 +509,15 @@ def build_app(runtime: WorkerRuntime, partitions: int) -> Any:
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         processing_guarantee="at_least_once",
+        **timeouts,
     )
     source = app.topic(kafka.interactions_topic, key_serializer="raw", value_serializer="raw", partitions=partitions)
     runtime.dead_letter_topic = app.topic(kafka.dead_letter_topic, key_serializer="raw", value_serializer="raw")
+    runtime.clock_topic = app.topic(event_clock_topic(kafka), key_serializer="raw", value_serializer="raw")
+    runtime.alerts_topic = app.topic(kafka.alerts_topic, key_serializer="raw", value_serializer="raw")
+    runtime.sink = sinks_from_settings(
+        runtime.settings.alerts, produce=lambda key, value: runtime.alerts_topic.send_soon(key=key, value=value)
+    )
     runtime.table = app.Table(
         CHECKPOINT_TABLE,
         partitions=partitions,
@@ -362,6 +538,12 @@ def build_app(runtime: WorkerRuntime, partitions: int) -> Any:
     @app.timer(1.0, name="engagewatch.load_idle")
     async def load_idle() -> None:
         await runtime.load_idle()
+        runtime.wall_ticks()
+
+    if runtime.clock == "event":
+        @app.task
+        async def follow_event_clock() -> None:
+            await runtime.follow_event_clock()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **_: Any) -> None:

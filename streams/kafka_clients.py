@@ -17,6 +17,12 @@ from streams.settings import KafkaSettings, Settings, SettingsError
 CHECKPOINT_TABLE = "checkpoints"
 """Name of the worker's Faust table; its changelog topic is `<app_id>-checkpoints-changelog`."""
 
+MAX_RECORD_MESSAGE_BYTES = 8 * 1024 * 1024
+"""`max.message.bytes` of the interactions and dead-letter topics, and the replay producer's request size.
+
+Far above the contract's 64 KiB record limit, so that an oversized record still reaches the worker (which
+dead-letters it as `too_large`, original bytes included) instead of being refused by the broker at the door."""
+
 
 class TopicSpec(NamedTuple):
     """A topic engagewatch needs, as `engagewatch topics create` makes it."""
@@ -38,14 +44,20 @@ def changelog_topic(kafka: KafkaSettings) -> str:
     return f"{kafka.app_id}-{CHECKPOINT_TABLE}-changelog"
 
 
+def event_clock_topic(kafka: KafkaSettings) -> str:
+    """The compacted topic where each worker publishes, per interactions partition, the largest applied ts."""
+    return f"{kafka.app_id}-event-clock"
+
+
 def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
     """Every topic, in creation order. The checkpoint changelog is compacted and co-partitioned with the input."""
     retention_ms = str(_duration_ms(kafka.retention, "kafka.retention"))
     deleting = {"cleanup.policy": "delete", "retention.ms": retention_ms}
+    large = deleting | {"max.message.bytes": str(MAX_RECORD_MESSAGE_BYTES)}
     return [
-        TopicSpec("interactions", kafka.interactions_topic, kafka.partitions, kafka.replication_factor, deleting),
+        TopicSpec("interactions", kafka.interactions_topic, kafka.partitions, kafka.replication_factor, large),
         TopicSpec("alerts", kafka.alerts_topic, kafka.partitions, kafka.replication_factor, deleting),
-        TopicSpec("dead-letters", kafka.dead_letter_topic, kafka.partitions, kafka.replication_factor, deleting),
+        TopicSpec("dead-letters", kafka.dead_letter_topic, kafka.partitions, kafka.replication_factor, large),
         TopicSpec(
             "checkpoints",
             changelog_topic(kafka),
@@ -54,6 +66,9 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
             # Compacted: only the latest checkpoint of each partition matters. No time-based deletion.
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"},
         ),
+        # One partition: every worker reads all of it. Compacted: only each partition's latest value matters.
+        TopicSpec("event-clock", event_clock_topic(kafka), 1, kafka.replication_factor,
+                  {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}),
     ]
 
 

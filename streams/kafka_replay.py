@@ -15,7 +15,9 @@ from typing import BinaryIO
 
 import orjson
 
-from streams.kafka_clients import Unreachable, connect_timeout_ms, describe_connection, kafka_python_config
+from streams.kafka_clients import (
+    MAX_RECORD_MESSAGE_BYTES, Unreachable, connect_timeout_ms, describe_connection, kafka_python_config,
+)
 from streams.settings import Settings
 
 
@@ -87,6 +89,8 @@ def replay(
             linger_ms=5,
             batch_size=256 * 1024,
             max_block_ms=timeout_ms,
+            # Oversized records must reach the worker to be dead-lettered `too_large`; the topics accept as much.
+            max_request_size=MAX_RECORD_MESSAGE_BYTES,
         )
     except KafkaError as e:
         raise Unreachable(

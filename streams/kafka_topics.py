@@ -114,7 +114,7 @@ def describe_topics(settings: Settings) -> list[str]:
 
 def _configs_by_topic(described) -> dict[str, dict[str, str]]:
     """Topic name -> {config: value} for the configs we care about, from describe_configs' answer."""
-    interesting = {"cleanup.policy", "retention.ms", "min.compaction.lag.ms", "segment.ms"}
+    interesting = {"cleanup.policy", "retention.ms", "min.compaction.lag.ms", "segment.ms", "max.message.bytes"}
     out: dict[str, dict[str, str]] = {}
     if isinstance(described, dict):
         for name, entries in described.get("topic", {}).items():

@@ -56,6 +56,6 @@ def kafka_env(kafka_bootstrap: str, tmp_path: Path) -> dict[str, str]:
         "ENGAGEWATCH_KAFKA__APP_ID": f"test-{run}",
         "ENGAGEWATCH_KAFKA__PARTITIONS": "4",
         "ENGAGEWATCH_KAFKA__DATA_DIR": str(tmp_path / "worker"),
-        "ENGAGEWATCH_KAFKA__CONNECT_TIMEOUT": "10s",
+        "ENGAGEWATCH_KAFKA__CONNECT_TIMEOUT": "30s",  # generous: the machine may be busy
         "ENGAGEWATCH_LOG_LEVEL": "warning",
     }

@@ -20,10 +20,10 @@ class TestTopicsCreate:
         """A second `create` succeeds and reports every topic as existing, unchanged."""
         first = engagewatch(kafka_env, "topics", "create")
         assert first.returncode == 0, first.stderr
-        assert [line.split()[0] for line in first.stdout.splitlines()] == ["created"] * 4
+        assert [line.split()[0] for line in first.stdout.splitlines()] == ["created"] * 5
         second = engagewatch(kafka_env, "topics", "create")
         assert second.returncode == 0, second.stderr
-        assert [line.split()[0] for line in second.stdout.splitlines()] == ["exists"] * 4
+        assert [line.split()[0] for line in second.stdout.splitlines()] == ["exists"] * 5
         assert "settings want" not in second.stdout
 
     def test_describe_shows_partitions_and_a_compacted_changelog(self, kafka_env):
@@ -31,16 +31,20 @@ class TestTopicsCreate:
         assert engagewatch(kafka_env, "topics", "create", "--partitions", "3", "--retention", "2d").returncode == 0
         out = engagewatch(kafka_env, "topics", "describe").stdout.splitlines()
         by_role = {line.split("(")[1].split(")")[0]: line for line in out}
-        assert set(by_role) == {"interactions", "alerts", "dead-letters", "checkpoints"}
+        assert set(by_role) == {"interactions", "alerts", "dead-letters", "checkpoints", "event-clock"}
         assert "3 partitions" in by_role["interactions"]
         assert "cleanup.policy=compact" in by_role["checkpoints"]
         assert "retention.ms=172800000" in by_role["interactions"]
+        assert "cleanup.policy=compact" in by_role["event-clock"] and "1 partitions" in by_role["event-clock"]
+        # Oversized records must reach the worker to be dead-lettered as too_large, original bytes included.
+        assert "max.message.bytes=8388608" in by_role["interactions"]
+        assert "max.message.bytes=8388608" in by_role["dead-letters"]
 
     def test_describe_reports_missing_topics(self, kafka_env):
         """Before `create`, describe says what is missing and how to fix it."""
         out = engagewatch(kafka_env, "topics", "describe")
         assert out.returncode == 0
-        assert out.stdout.count("missing; run `engagewatch topics create`") == 4
+        assert out.stdout.count("missing; run `engagewatch topics create`") == 5
 
 
 class TestUnreachable:

@@ -2,55 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import collections
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from kafka_harness import (
+    Worker, assert_same_series, create_topics, engagewatch, expected_dead_letters, free_port, read_dead_letters,
+    records_in, replay, value,
+)
 
 pytestmark = pytest.mark.kafka
-
-ROOT = Path(__file__).resolve().parent.parent
-CONTRACT_FAMILIES = {
-    "engagewatch_audience_followers", "engagewatch_active_followers", "engagewatch_engaged_actors",
-    "engagewatch_influencer_active_followers", "engagewatch_active_follower_ratio",
-    "engagewatch_campaign_engaged_actors", "engagewatch_new_followers", "engagewatch_new_followers_activated",
-    "engagewatch_engagements", "engagewatch_events", "engagewatch_dead_letters",
-}
-
-
-def engagewatch(env, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def samples(text: str) -> dict[tuple, float]:
-    """(sample name, sorted labels) -> value, for every engagewatch sample but the worker's own."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        if family.name.startswith("engagewatch_worker_"):
-            continue
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def family_names(text: str) -> set[str]:
-    return {f.name for f in text_string_to_metric_families(text)}
 
 
 @pytest.fixture(scope="module")
@@ -76,80 +39,10 @@ def reference(dirty_file, tmp_path_factory):
     return prom.read_text(), [orjson.loads(line) for line in dead.read_bytes().splitlines()]
 
 
-class Worker:
-    """An `engagewatch worker` subprocess with its /metrics port."""
-
-    def __init__(self, env, *args: str) -> None:
-        self.port = free_port()
-        self.log = Path(env["ENGAGEWATCH_KAFKA__DATA_DIR"]).with_name(f"worker-{self.port}.log")
-        with self.log.open("wb") as log:  # a file, not a pipe: an unread pipe would block the worker's logging
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "--clock", "event", "--metrics-port", str(self.port),
-                 *args],
-                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
-            )
-
-    def scrape(self) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
-                return r.read().decode()
-        except OSError:
-            return None
-
-    def drained(self, messages: int, timeout: float = 180) -> str:
-        """The exposition once the worker's engines include all `messages` records of the topic."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-4000:]
-            text = self.scrape()
-            if text is not None:
-                offsets = [s.value for f in text_string_to_metric_families(text)
-                           if f.name == "engagewatch_worker_partition_offset" for s in f.samples]
-                consumed = sum(int(o) + 1 for o in offsets)
-                if consumed == messages:
-                    return text
-                assert consumed <= messages, f"more records consumed ({consumed}) than produced ({messages})"
-            time.sleep(0.25)  # polling the condition
-        raise AssertionError(f"worker did not drain {messages} records within {timeout}s: {self.log.read_text()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def replay(env, path: Path) -> None:
-    out = engagewatch(env, "replay", str(path))
-    assert out.returncode == 0, out.stderr
-    assert " 0 failed" in out.stderr
-
-
-def records_in(path: Path) -> int:
-    """Kafka messages `replay` makes of the file: one per line, blank lines included."""
-    data = path.read_bytes()
-    return len(data.split(b"\n")) - (1 if data.endswith(b"\n") else 0)
-
-
-def assert_same_series(worker_text: str, run_text: str) -> None:
-    assert CONTRACT_FAMILIES <= family_names(worker_text)
-    ours, theirs = samples(worker_text), samples(run_text)
-    shared = {k for k in theirs if k[0].rsplit("_total", 1)[0] in family_names(worker_text) or k in ours}
-    missing = {k: theirs[k] for k in shared if k not in ours}
-    differ = {k: (ours[k], theirs[k]) for k in shared if k in ours and ours[k] != theirs[k]}
-    extra = {k: ours[k] for k in ours if k not in theirs}
-    assert not missing and not differ and not extra, (
-        f"missing {list(missing.items())[:5]}, differ {list(differ.items())[:5]}, extra {list(extra.items())[:5]}"
-    )
-
-
 class TestEquivalence:
     def test_one_worker_gives_the_series_of_run(self, kafka_env, dirty_file, reference):
         """Replayed and processed by one worker with --clock event: the same series and outcome counts as run."""
-        assert engagewatch(kafka_env, "topics", "create").returncode == 0
+        create_topics(kafka_env)
         replay(kafka_env, dirty_file)
         worker = Worker(kafka_env)
         try:
@@ -166,7 +59,7 @@ class TestEquivalence:
         first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
         first.write_bytes(b"\n".join(lines[:half]) + b"\n")
         second.write_bytes(b"\n".join(lines[half:]))
-        assert engagewatch(kafka_env, "topics", "create").returncode == 0
+        create_topics(kafka_env)
         replay(kafka_env, first)
         worker = Worker(kafka_env, "--checkpoint-interval", interval)
         try:
@@ -181,8 +74,7 @@ class TestEquivalence:
         finally:
             worker.stop()
         assert_same_series(text, reference[0])
-        reread = next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                      if s.name == "engagewatch_worker_recovered_records_total")
+        reread = value(text, "engagewatch_worker_recovered_records_total")
         if interval == "0s":  # recovered from the first worker's checkpoints: only the second half re-read
             assert reread == records_in(second)
         else:  # never checkpointed: rebuilt from the first record
@@ -194,37 +86,18 @@ class TestDeadLetters:
     @pytest.mark.filterwarnings("ignore::DeprecationWarning")
     def test_every_invalid_record_is_dead_lettered_with_reason_and_bytes(self, kafka_env, dirty_file, reference):
         """The dead-letter topic holds each rejected record once: original bytes, reason and source headers."""
-        from kafka import KafkaConsumer
-
-        assert engagewatch(kafka_env, "topics", "create").returncode == 0
+        create_topics(kafka_env)
         replay(kafka_env, dirty_file)
         worker = Worker(kafka_env)
         try:
             worker.drained(records_in(dirty_file))
         finally:
             worker.stop()
-        expected = collections.Counter(
-            (d["reason"], d["record"].encode() if "record" in d else base64.b64decode(d["record_base64"]))
-            for d in reference[1]
-        )
+        expected = expected_dead_letters(reference[1])
         assert expected, "the dirty file should have dead letters"
-        consumer = KafkaConsumer(
-            kafka_env["ENGAGEWATCH_KAFKA__DEAD_LETTER_TOPIC"],
-            bootstrap_servers=kafka_env["ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS"],
-            auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000,
-        )
-        try:
-            got = collections.Counter()
-            for message in consumer:
-                headers = dict(message.headers)
-                assert headers["source_topic"].decode() == kafka_env["ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC"]
-                assert int(headers["source_partition"]) >= 0 and int(headers["source_offset"]) >= 0
-                got[(headers["reason"].decode(), message.value or b"")] += 1
-                if sum(got.values()) >= sum(expected.values()):
-                    break
-        finally:
-            consumer.close()
-        assert got == expected
+        got = read_dead_letters(kafka_env, sum(expected.values()))
+        assert all(partition >= 0 and offset >= 0 for _, _, partition, offset in got)
+        assert collections.Counter((reason, raw) for reason, raw, _, _ in got) == expected
 
 
 class TestUnreachable:

@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="checkpoint table store: memory:// or rocksdb:// (ENGAGEWATCH_KAFKA__STORE)")
     p.add_argument("--batch-size", type=int, help="records per batch (ENGAGEWATCH_KAFKA__BATCH_SIZE)")
     p.add_argument("--checkpoint-interval", help="e.g. 10s (ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL)")
+    p.add_argument("--session-timeout", metavar="DUR",
+                   help="consumer group session timeout, e.g. 10s: how soon a dead worker's partitions move "
+                        "(default: Faust's 60s)")
+    p.add_argument("--no-detect", action="store_true", help="do not run the decay detectors")
     add_engine_arguments(p)
 
 
@@ -48,8 +52,22 @@ def main(args: argparse.Namespace) -> int:
 
     kafka_log = logging.getLogger("kafka")
     kafka_log.setLevel(logging.CRITICAL)  # the message below says it all; kafka-python would log every retry
+    session_timeout_s = None
+    if args.session_timeout:
+        from processors.config import ConfigError, parse_duration
+
+        try:
+            session_timeout_s = parse_duration(args.session_timeout, "session_timeout") / 1000
+        except ConfigError as e:
+            print(f"engagewatch worker: bad --session-timeout: {e}", file=sys.stderr)
+            return 2
+        if not 6 <= session_timeout_s <= 300:
+            print("engagewatch worker: --session-timeout must be between 6s and 5m", file=sys.stderr)
+            return 2
     try:
         partitions = interactions_partitions(settings)
+        if args.clock == "event":
+            ensure_event_clock_topic(settings)
     except Unreachable as e:
         print(f"engagewatch worker: {e}", file=sys.stderr)
         return 1
@@ -69,8 +87,8 @@ def main(args: argparse.Namespace) -> int:
     from streams.faust_app import WorkerRuntime, build_app
 
     os.makedirs(settings.kafka.data_dir, exist_ok=True)
-    runtime = WorkerRuntime(settings, args.clock)
-    app = build_app(runtime, partitions)
+    runtime = WorkerRuntime(settings, args.clock, detect=not args.no_detect)
+    app = build_app(runtime, partitions, session_timeout_s)
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     server = None
     if port:
@@ -106,3 +124,27 @@ def interactions_partitions(settings) -> int:
         raise Unreachable(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}; "
                           "run `engagewatch topics create`")
     return len(found[0]["partitions"])
+
+
+def ensure_event_clock_topic(settings) -> None:
+    """Create the event-clock topic when it is missing (clusters set up before it existed); never change it."""
+    from kafka.errors import TopicAlreadyExistsError
+
+    from streams.kafka_clients import Unreachable, admin_client, topic_specs
+
+    spec = next(s for s in topic_specs(settings.kafka) if s.role == "event-clock")
+    admin = admin_client(settings)
+    try:
+        if any(t["name"] == spec.name and not t["error_code"] for t in admin.describe_topics([spec.name])):
+            return
+        try:
+            admin.create_topics({spec.name: {"num_partitions": spec.partitions,
+                                             "replication_factor": spec.replication_factor,
+                                             "configs": spec.configs}}, wait_for_metadata=True)
+        except TopicAlreadyExistsError:
+            pass
+        except Exception as e:  # noqa: BLE001 - e.g. not authorised: say what to do
+            raise Unreachable(f"cannot create topic {spec.name} ({type(e).__name__}: {e}); "
+                              "run `engagewatch topics create`") from None
+    finally:
+        admin.close()
