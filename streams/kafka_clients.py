@@ -8,6 +8,7 @@ logged: `describe_connection` is what may be printed.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from typing import Any, NamedTuple
 
@@ -198,16 +199,85 @@ class Unreachable(RuntimeError):
     """The cluster did not answer within the connect timeout, or refused our credentials."""
 
 
+class ConnectionFailures(logging.Handler):
+    """Remembers why kafka-python's connection attempts failed (it retries them until the timeout and then only
+    says it could not bootstrap), so that the error message can say: credentials refused, broker certificate not
+    trusted, client certificate missing or refused, or TLS handshake failed. Kept messages name no secret: they
+    are kafka-python's own connection errors."""
+
+    _CAUSES = (
+        ("SaslAuthenticationFailed", "the broker refused the SASL credentials; check "
+         "ENGAGEWATCH_KAFKA__SASL_USERNAME, ENGAGEWATCH_KAFKA__SASL_PASSWORD and ENGAGEWATCH_KAFKA__SASL_MECHANISM"),
+        ("UnsupportedSaslMechanism", "the broker does not offer this SASL mechanism; check "
+         "ENGAGEWATCH_KAFKA__SASL_MECHANISM"),
+        ("CERTIFICATE_VERIFY_FAILED", "the broker's certificate is not trusted; check ENGAGEWATCH_KAFKA__SSL_CAFILE "
+         "(and ENGAGEWATCH_KAFKA__SSL_CHECK_HOSTNAME)"),
+        ("BAD_CERTIFICATE", "the broker refused the client certificate (missing or not signed by a CA it trusts); "
+         "check ENGAGEWATCH_KAFKA__SSL_CERTFILE and ENGAGEWATCH_KAFKA__SSL_KEYFILE"),
+        ("CERTIFICATE_REQUIRED", "the broker requires a client certificate; set ENGAGEWATCH_KAFKA__SSL_CERTFILE and "
+         "ENGAGEWATCH_KAFKA__SSL_KEYFILE"),
+        ("UNKNOWN_CA", "the broker refused the client certificate (not signed by a CA it trusts); check "
+         "ENGAGEWATCH_KAFKA__SSL_CERTFILE"),
+        ("Handshake failed", "the TLS handshake failed; check ENGAGEWATCH_KAFKA__SECURITY_PROTOCOL and the SSL "
+         "settings"),
+        ("WRONG_VERSION_NUMBER", "the listener does not speak TLS; check ENGAGEWATCH_KAFKA__SECURITY_PROTOCOL"),
+    )
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.cause: tuple[str, str] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed log record must not break the connection attempt
+            return
+        for marker, advice in self._CAUSES:
+            if marker.lower() in text.lower():
+                detail = re.sub(r" \(backoff [^)]*\)$", "", re.sub(r"^.*?(failed|lost): ", "", text))
+                self.cause = (advice, detail[:300])
+                return
+
+    def __enter__(self) -> ConnectionFailures:
+        # Records must reach this handler even when the caller silenced kafka-python (the worker sets `kafka` to
+        # CRITICAL while it checks the cluster): then lower the level for the attempt, but keep them from
+        # propagating to the caller's handlers, so the silence holds.
+        logger = logging.getLogger("kafka")
+        self._saved = (logger.level, logger.propagate)
+        if logger.getEffectiveLevel() > logging.WARNING:
+            logger.setLevel(logging.WARNING)
+            logger.propagate = False
+        logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger("kafka")
+        logger.removeHandler(self)
+        logger.setLevel(self._saved[0])
+        logger.propagate = self._saved[1]
+
+
+def unreachable_message(kafka: KafkaSettings, error: BaseException, failures: ConnectionFailures | None) -> str:
+    """What to say when a client could not connect: the cause seen on the connections when there is one."""
+    where = describe_connection(kafka)
+    if failures is not None and failures.cause is not None:
+        advice, detail = failures.cause
+        return f"cannot connect to Kafka at {where}: {advice} ({detail})"
+    return (f"cannot reach Kafka at {where} within {kafka.connect_timeout} ({type(error).__name__}: {error}); "
+            "check ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS and that the broker runs")
+
+
 def admin_client(settings: Settings):
-    """A connected kafka-python admin client; `Unreachable` with a clear message when the cluster is not there."""
+    """A connected kafka-python admin client; `Unreachable` with a clear message when the cluster is not there
+    or refuses the connection (credentials, certificates)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     kafka = settings.kafka
-    try:
-        return KafkaAdminClient(**kafka_python_config(kafka))
-    except KafkaError as e:
-        raise Unreachable(
-            f"cannot reach Kafka at {describe_connection(kafka)} within {kafka.connect_timeout} "
-            f"({type(e).__name__}: {e}); check ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS and that the broker runs"
-        ) from None
+    config = kafka_python_config(kafka)
+    with ConnectionFailures() as failures:
+        try:
+            return KafkaAdminClient(**config)
+        except KafkaError as e:
+            error = e
+    raise Unreachable(unreachable_message(kafka, error, failures))

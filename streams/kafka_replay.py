@@ -16,7 +16,8 @@ from typing import BinaryIO
 import orjson
 
 from streams.kafka_clients import (
-    MAX_RECORD_MESSAGE_BYTES, Unreachable, connect_timeout_ms, describe_connection, kafka_python_config,
+    MAX_RECORD_MESSAGE_BYTES, ConnectionFailures, Unreachable, connect_timeout_ms, kafka_python_config,
+    unreachable_message,
 )
 from streams.settings import Settings
 
@@ -80,23 +81,24 @@ def replay(
     topic = topic or kafka.interactions_topic
     report = ReplayReport(topic)
     timeout_ms = connect_timeout_ms(kafka)
-    try:
-        producer = KafkaProducer(
-            **kafka_python_config(kafka),
-            acks="all",
-            enable_idempotence=True,
-            max_in_flight_requests_per_connection=5,
-            linger_ms=5,
-            batch_size=256 * 1024,
-            max_block_ms=timeout_ms,
-            # Oversized records must reach the worker to be dead-lettered `too_large`; the topics accept as much.
-            max_request_size=MAX_RECORD_MESSAGE_BYTES,
-        )
-    except KafkaError as e:
-        raise Unreachable(
-            f"cannot reach Kafka at {describe_connection(kafka)} within {kafka.connect_timeout} "
-            f"({type(e).__name__}); check ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS and that the broker runs"
-        ) from None
+    error = None
+    with ConnectionFailures() as failures:
+        try:
+            producer = KafkaProducer(
+                **kafka_python_config(kafka),
+                acks="all",
+                enable_idempotence=True,
+                max_in_flight_requests_per_connection=5,
+                linger_ms=5,
+                batch_size=256 * 1024,
+                max_block_ms=timeout_ms,
+                # Oversized records must reach the worker to be dead-lettered `too_large`; the topics accept as much.
+                max_request_size=MAX_RECORD_MESSAGE_BYTES,
+            )
+        except KafkaError as e:
+            error = e
+    if error is not None:
+        raise Unreachable(unreachable_message(kafka, error, failures))
 
     def delivered(_metadata) -> None:
         report.delivered += 1
