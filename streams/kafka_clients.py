@@ -136,6 +136,7 @@ def kafka_python_config(kafka: KafkaSettings) -> dict[str, Any]:
 def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection arguments for aiokafka clients (the worker's side readers)."""
     _check_sasl(kafka)
+    _quiet_config_logging()
     conf: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers.split(","),
         "security_protocol": kafka.security_protocol,
@@ -156,6 +157,7 @@ def faust_credentials(kafka: KafkaSettings) -> Any:
     import faust
 
     _check_sasl(kafka)
+    _quiet_config_logging()
     ctx = ssl_context(kafka)
     if kafka.security_protocol.startswith("SASL_"):
         return faust.SASLCredentials(
@@ -179,20 +181,28 @@ def describe_connection(kafka: KafkaSettings) -> str:
     return ", ".join(parts)
 
 
-class _DropClientConfig(logging.Filter):
-    """kafka-python's admin client logs its whole configuration (with the SASL password) at debug level."""
+class _DropSecrets(logging.Filter):
+    """Debug records of the Kafka clients that carry credentials: kafka-python's admin client logs its whole
+    configuration (SASL password included), and kafka-python and aiokafka log every request they send, the SASL
+    authentication request with its bytes (for PLAIN, the password itself)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Starting KafkaAdminClient with configuration")
+        if str(record.msg).startswith("Starting KafkaAdminClient with configuration"):
+            return False
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(type(arg).__name__.startswith("SaslAuthenticateRequest") for arg in args)
 
 
-_FILTER = _DropClientConfig()
+_FILTER = _DropSecrets()
+_SECRET_LOGGERS = ("kafka.admin.client", "kafka.net.connection", "kafka.conn", "aiokafka.conn")
+"""Loggers that write the records `_DropSecrets` drops (a filter acts on its logger's own records only)."""
 
 
 def _quiet_config_logging() -> None:
-    logger = logging.getLogger("kafka.admin.client")
-    if _FILTER not in logger.filters:
-        logger.addFilter(_FILTER)
+    for name in _SECRET_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
 
 
 class Unreachable(RuntimeError):

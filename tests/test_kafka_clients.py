@@ -195,6 +195,22 @@ class TestSecretsAreNeverRendered:
                 "Starting KafkaAdminClient with configuration: %s", {"sasl_plain_password": PASSWORD})
         assert PASSWORD not in caplog.text
 
+    def test_sasl_authenticate_requests_are_not_logged(self, caplog):
+        """Both clients log each request at debug; a PLAIN SaslAuthenticate request holds the password."""
+        from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
+        from kafka.protocol.sasl import SaslAuthenticateRequest
+
+        token = b"\x00engagewatch\x00" + PASSWORD.encode()
+        aiokafka_config(sasl("SASL_SSL", "PLAIN"))
+        with caplog.at_level(logging.DEBUG):
+            logging.getLogger("aiokafka.conn").debug("Request to %s:%d %d: %s", "127.0.0.1", 9192, 3,
+                                                     SaslAuthenticateRequest_v1(token))
+            logging.getLogger("kafka.net.connection").debug("%s Request %d: %s", "<conn>", 3,
+                                                            SaslAuthenticateRequest(auth_bytes=token))
+            logging.getLogger("aiokafka.conn").debug("Request to %s:%d %d: %s", "127.0.0.1", 9192, 4, "Metadata")
+        assert PASSWORD not in caplog.text
+        assert "Metadata" in caplog.text, "other requests are still logged"
+
     def test_unreachable_message_names_the_cause_not_the_secret(self):
         kafka = sasl("SASL_SSL", "SCRAM-SHA-256")
         with ConnectionFailures() as failures:
