@@ -75,6 +75,8 @@ class PartitionState:
     """Largest applied ts last published to the event-clock topic."""
     next_wall_tick: int = 0
     """Wall clock: when the detectors observe next (epoch ms)."""
+    checkpoint_bytes: int = 0
+    """Size of the last checkpoint written or recovered (a measure of the state)."""
 
 
 class WorkerRuntime:
@@ -147,6 +149,12 @@ class WorkerRuntime:
             offset.add_metric([str(p)], s.offset)
         checkpoints = CounterMetricFamily("engagewatch_worker_checkpoints", "Partition checkpoints written.",
                                           value=self.checkpoints_written)
+        sizes = GaugeMetricFamily("engagewatch_worker_checkpoint_bytes",
+                                  "Size of the last checkpoint written or recovered, per owned partition.",
+                                  labels=["partition"])
+        for p, st in sorted(self.partitions.items()):
+            if st.checkpoint_bytes:
+                sizes.add_metric([str(p)], st.checkpoint_bytes)
         replayed = CounterMetricFamily("engagewatch_worker_recovered_records",
                                        "Records re-read after a checkpoint while recovering partitions.",
                                        value=self.caught_up)
@@ -156,7 +164,7 @@ class WorkerRuntime:
         topic = self.kafka.interactions_topic
         for p, n in sorted(self._lags().items()):
             lag.add_metric([topic, str(p)], n)
-        return iter([owned, offset, checkpoints, replayed, lag])
+        return iter([owned, offset, checkpoints, sizes, replayed, lag])
 
     def _lags(self) -> dict[int, int]:
         """Per owned partition: high watermark (as last fetched by the consumer) minus the next offset to apply."""
@@ -226,6 +234,7 @@ class WorkerRuntime:
             monitor = self._new_monitor(None)
         checkpointed = offset
         state = PartitionState(engine, offset, checkpointed, time.monotonic(), monitor)
+        state.checkpoint_bytes = len(blob or b"")
         state.offset = await self._catch_up(partition, state)
         with self.lock:
             self.partitions[partition] = state
@@ -450,6 +459,7 @@ class WorkerRuntime:
         state.checkpointed_offset = state.offset
         state.checkpointed_at = time.monotonic()
         self.checkpoints_written += 1
+        state.checkpoint_bytes = len(blob)
 
     def _send_dead_letters(self, partition: int, items: Iterable[tuple[DeadLetter, bytes | None, int]]) -> None:
         """Queue dead letters on the producer: the original bytes, keyed as the record was, with headers."""

@@ -172,3 +172,81 @@ class TestScaling:
         assert len(offsets(text)) == 8
         assert_same_series(text, reference[0])
         assert not overlaps, f"streams exported by two workers at once: {overlaps[:3]}"
+
+
+def poisoned(clean: Path, out: Path, share: float = 0.03) -> Path:
+    """`clean` (already 5 % dirty from the simulator) with `share` more records of every class the contract
+    rejects, cycled: oversized (70 KiB to 5 MiB, the largest ones once), far-future (RFC 3339 and epoch ms), not UTF-8, not JSON, not an
+    object, missing and invalid fields, unknown type."""
+    import random
+
+    import orjson
+
+    rng = random.Random(3)
+    lines = clean.read_bytes().splitlines()
+    sample = orjson.loads(lines[0])
+    sizes = [5 * 1024 * 1024, 1536 * 1024] + [70 * 1024, 200 * 1024] * 100  # two big ones, then moderate
+
+    def bad(i: int) -> bytes:
+        rec = dict(sample, id=f"poison-{i}")
+        kind = i % 9
+        if kind == 0:
+            return orjson.dumps(dict(rec, note="x" * sizes[(i // 9) % len(sizes)]))
+        if kind == 1:
+            return orjson.dumps(dict(rec, ts="2100-01-01T00:00:00Z"))
+        if kind == 2:
+            return orjson.dumps(dict(rec, ts=4_102_444_800_000 + i))
+        if kind == 3:
+            return b'{"id":"\xff\xfe' + str(i).encode() + b'"}'
+        if kind == 4:
+            return b'{"id": "broken' + str(i).encode()
+        if kind == 5:
+            return orjson.dumps([rec])
+        if kind == 6:
+            return orjson.dumps({k: v for k, v in rec.items() if k != "actor"})
+        if kind == 7:
+            return orjson.dumps(dict(rec, platform="Insta Gram"))
+        return orjson.dumps(dict(rec, type="poke"))
+
+    out_lines, n = [], 0
+    for line in lines:
+        out_lines.append(line)
+        if rng.random() < share:
+            out_lines.append(bad(n))
+            n += 1
+    out.write_bytes(b"\n".join(out_lines) + b"\n")
+    return out
+
+
+class TestPoison:
+    def test_dirty_input_at_volume_is_dead_lettered_and_counted(self, kafka_env, tmp_path):
+        """40 000 records, 5 % dirty and 3 % more poison of every class, on the wall clock: the worker survives,
+        every rejected record is in the dead-letter topic once with its reason and original bytes (as `run` rejects
+        them), and consumed = applied + duplicate + late + invalid."""
+        clean = tmp_path / "clean.jsonl"
+        out = engagewatch(None, "simulate", "--seed", "19", "--accounts", "8", "--platforms", "instagram,x",
+                          "--events", "40000", "--actors", "3000", "--dirt", "0.05", "--out", str(clean))
+        assert out.returncode == 0, out.stderr
+        path = poisoned(clean, tmp_path / "poisoned.jsonl")
+        run_text, run_dead = run_reference(path, tmp_path, "--clock", "wall")
+        create_topics(kafka_env)
+        replay(kafka_env, path)
+        worker = Worker(kafka_env, clock="wall")
+        try:
+            text = worker.drained(records_in(path))
+            assert worker.alive()
+        finally:
+            worker.stop()
+        outcomes = {o: value(text, "engagewatch_events_total", outcome=o) for o in
+                    ("applied", "duplicate", "late", "invalid")}
+        assert sum(outcomes.values()) == records_in(path)
+        assert outcomes == {o: value(run_text, "engagewatch_events_total", outcome=o) for o in outcomes}
+
+        expected = expected_dead_letters(run_dead)
+        reasons = {reason for reason, _ in expected}
+        assert {"too_large", "future", "not_utf8", "bad_json", "not_object", "unknown_type", "late"} <= reasons
+        assert any(r.startswith("missing_") for r in reasons) and any(r.startswith("invalid_") for r in reasons)
+        assert sum(expected.values()) == outcomes["late"] + outcomes["invalid"]
+        got = read_dead_letters(kafka_env, sum(expected.values()))
+        assert len({(p, o) for _, _, p, o in got}) == len(got), "a dead letter was published twice"
+        assert collections.Counter((reason, raw) for reason, raw, _, _ in got) == expected

@@ -9,7 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka_harness import (
-    Worker, assert_same_series, create_topics, engagewatch, expected_dead_letters, free_port, read_dead_letters,
+    Worker, assert_same_series, create_topics, engagewatch, expected_dead_letters, families, free_port,
+    read_dead_letters,
     records_in, replay, value,
 )
 
@@ -116,3 +117,70 @@ class TestUnreachable:
         out = engagewatch(kafka_env, "worker", "--metrics-port", "0", timeout=60)
         assert out.returncode == 1
         assert "run `engagewatch topics create`" in out.stderr
+
+
+class TestWorkerMetrics:
+    def test_consumer_lag_per_partition_is_zero_once_drained(self, kafka_env, dirty_file):
+        """`engagewatch_consumer_lag{topic,partition}` is exported for every owned partition, 0 when drained."""
+        create_topics(kafka_env)
+        replay(kafka_env, dirty_file)
+        worker = Worker(kafka_env)
+        try:
+            worker.drained(records_in(dirty_file))
+            topic = kafka_env["ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC"]
+            # the high watermark is as last fetched: wait for the fetch after the last record
+            text = worker.wait_for(lambda t: all(value(t, "engagewatch_consumer_lag", topic=topic, partition=str(p))
+                                                 == 0 for p in range(4)), "zero lag")
+        finally:
+            worker.stop()
+        assert {s.labels["partition"] for s in families(text)["engagewatch_consumer_lag"]} == {"0", "1", "2", "3"}
+
+
+class TestAlerts:
+    # kafka-python 3.0 loads its protocol schemas with importlib.resources.read_text/open_text, deprecated in 3.11.
+    @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+    def test_decay_alerts_reach_the_alerts_topic_as_run_writes_them(self, kafka_env, tmp_path):
+        """Ten days with an engagement drop on day nine: the worker's detectors publish to the alerts topic
+        (key = account) the alerts `engagewatch run --alerts-out` writes, and export their gauges."""
+        from kafka import KafkaConsumer
+
+        path = tmp_path / "decay.jsonl"
+        out = engagewatch(None, "simulate", "--seed", "3", "--accounts", "2", "--platforms", "instagram",
+                          "--duration", "10d", "--decay", "acme/instagram=0.6@198h", "--actors", "3000",
+                          "--rate", "200", "--out", str(path))
+        assert out.returncode == 0, out.stderr
+        alerts_file = tmp_path / "alerts.jsonl"
+        out = engagewatch(None, "run", "--source", str(path), "--clock", "event", "--metrics-out",
+                          str(tmp_path / "run.prom"), "--alerts-out", str(alerts_file))
+        assert out.returncode == 0, out.stderr
+        expected = [orjson.loads(line) for line in alerts_file.read_bytes().splitlines()]
+        assert any(a["labels"]["alertname"] == "EngagementDecay" for a in expected)
+
+        create_topics(kafka_env)
+        replay(kafka_env, path)
+        worker = Worker(kafka_env)
+        try:
+            text = worker.drained(records_in(path))
+        finally:
+            worker.stop()
+        assert value(text, "engagewatch_decay_state", account="acme", platform="instagram", window="1h") == 2
+        assert value(text, "engagewatch_alert_notifications_total", sink="kafka", outcome="sent") == len(expected)
+
+        consumer = KafkaConsumer(kafka_env["ENGAGEWATCH_KAFKA__ALERTS_TOPIC"],
+                                 bootstrap_servers=kafka_env["ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS"],
+                                 auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000)
+        try:
+            got = []
+            for m in consumer:
+                alert = orjson.loads(m.value)
+                assert m.key.decode() == alert["labels"]["account"]
+                got.append(alert)
+                if len(got) >= len(expected):
+                    break
+        finally:
+            consumer.close()
+
+        def key(a: dict) -> tuple:
+            return a["status"], tuple(sorted(a["labels"].items())), a["startsAt"]
+
+        assert sorted(map(key, got)) == sorted(map(key, expected))
