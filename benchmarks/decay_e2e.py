@@ -81,7 +81,7 @@ class World:
 
 
 def make_world(name: str, seed: int, rate: float, actors: int, active_share: float, accounts: int = 10,
-               days: int = 14, dirt: float = 0.005) -> World:
+               days: int = 14, dirt: float = 0.005, campaigns: bool = True) -> World:
     """One world; stream i gets kind KINDS[(i + seed) % 6], sizes and times drawn from the seed."""
     rng = random.Random(f"e2e:{name}:{seed}")
     start = SimSpec().start_ms
@@ -113,16 +113,17 @@ def make_world(name: str, seed: int, rate: float, actors: int, active_share: flo
             else:
                 labels.append(Label(account, p, kind))
     spec = SimSpec(seed=seed, accounts=accounts, platforms=PLATFORMS, duration_ms=days * DAY_MS, rate=rate,
-                   actors=actors, active_share=active_share, decays=tuple(decays), bought=tuple(bought), dirt=dirt)
+                   actors=actors, active_share=active_share, decays=tuple(decays), bought=tuple(bought), dirt=dirt,
+                   campaigns=campaigns)
     return World(name, spec, tuple(labels), outages)
 
 
-def worlds(seeds: list[int]) -> list[World]:
+def worlds(seeds: list[int], campaigns: bool = True) -> list[World]:
     out = []
     for seed in seeds:
-        out.append(make_world("low", seed, rate=12.0, actors=4_000, active_share=0.15))
-        out.append(make_world("mid", seed, rate=60.0, actors=20_000, active_share=0.1))
-        out.append(make_world("high", seed, rate=250.0, actors=40_000, active_share=0.1))
+        out.append(make_world("low", seed, rate=12.0, actors=4_000, active_share=0.15, campaigns=campaigns))
+        out.append(make_world("mid", seed, rate=60.0, actors=20_000, active_share=0.1, campaigns=campaigns))
+        out.append(make_world("high", seed, rate=250.0, actors=40_000, active_share=0.1, campaigns=campaigns))
     return out
 
 
@@ -340,13 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--campaigns", choices=("on", "off"), default="on",
+                   help="simulate tagged campaigns (on, the default) or not (off: the issue's scenario shape)")
     p.add_argument("--only", nargs="*", help="world names to run (low, mid, high)")
     p.add_argument("--record", metavar="DIR", help="also keep the engine's snapshots per tick here")
     p.add_argument("--replay", metavar="DIR", help="score a fresh monitor on snapshots recorded with --record")
     p.add_argument("--json", metavar="FILE", help="write the alerts and labels here")
     args = p.parse_args(argv)
     cfg = DecayConfig()
-    ws = [w for w in worlds(args.seeds) if not args.only or w.name in args.only]
+    ws = [w for w in worlds(args.seeds, args.campaigns == "on") if not args.only or w.name in args.only]
     started = time.perf_counter()
     if args.replay:
         results = []
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = ", ".join(f"{x:g}" for x in sorted({r["world"].spec.rate for r in results}))
     print(render_rows(rows))
     print()
-    print(f"{streams} streams × 14 days in {len(results)} worlds (seeds {' '.join(map(str, args.seeds))}; rates "
+    print(f"{streams} streams × 14 days in {len(results)} worlds (campaigns {args.campaigns}; seeds {' '.join(map(str, args.seeds))}; rates "
           f"{rates} events/stream-h), {lines} lines; "
           f"{seconds:.0f} s wall ({sum(r['sim_s'] for r in results):.0f} s simulating, "
           f"{sum(r['run_s'] for r in results):.0f} s in `engagewatch run`) on {os.cpu_count()} cores "

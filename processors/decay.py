@@ -88,6 +88,17 @@ class DecayConfig:
     """Campaign hours are set aside (not learned, no decay evidence) unless the stream runs campaigns more than this
     share of the time (EWMA over `campaign_half_life_h`): then campaigns are its normal and are learned."""
     campaign_half_life_h: float = 7 * 24.0
+    campaign_lag_ms: int = 3_600_000
+    """How long the campaign flag outlives a campaign: the engine's shortest window (1 h). Campaign time is fed to
+    the decay test this late, so that the last `campaign_lag_ms` before the flag drops is tested as organic time."""
+    campaign_fit_h: float = 2.0
+    """Campaign hours spent estimating the campaign's lift (its follower engagements ÷ the organic baseline)
+    before campaign time is tested against baseline × lift; the CUSUMs hold their value meanwhile."""
+    campaign_fit_expected: float = 25.0
+    """…and at least this many organic follower engagements expected over those hours."""
+    campaign_fit_z: float = 1.0
+    """The lift used is the estimate lowered by this many standard errors (and never below 1): an overestimated
+    lift would read as a decay."""
     min_duration_ms: int = 15 * 60_000
     """A worse state must hold this long before it is entered."""
     resolve_after_ms: int = 30 * 60_000
@@ -284,6 +295,7 @@ class _Stream:
         self.acc = [0.0, 0.0, 0.0, 0.0, 0.0]  # follower engaging, all, follows, exposure (h), campaign exposure (h)
         self.observed_h = 0.0  # exposure consumed, campaign hours included
         self.campaign_share = 0.0  # EWMA of the share of hours with a campaign running
+        self._reset_campaign()
         self.dirty = False  # a decay alarm was on during this hour: do not learn it
         self.hollow_dirty = False
         # hollow growth
@@ -297,6 +309,11 @@ class _Stream:
         self.activation_hours = 0.0
         self.cohort = (0, 0)
         self.audience = snap.audience_followers
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "camp_buf" not in state:  # a checkpoint from before campaign lifts
+            self._reset_campaign()
 
     # -- per tick ---------------------------------------------------------------------------------------
 
@@ -362,12 +379,52 @@ class _Stream:
             g = 0.5 ** (span / HOUR_MS / self.cfg.recent_half_life_h)
             self.recent[0] = self.recent[0] * g + n_all
             self.recent[1] = self.recent[1] * g + self.all_base.expected(t0, t1)
-        if campaign and self._campaigns_set_aside():
-            # A campaign lifts engagement by an unknown factor: its time is neither evidence of decay nor of its
-            # absence, so the CUSUMs hold their value through it (a decay before it is still seen after it).
+        if self._campaigns_set_aside():
+            buf = self.camp_buf
+            if campaign:
+                # A campaign lifts engagement by a factor of its own. Its time is fed to the test `campaign_lag_ms`
+                # late: the flag outlives the campaign by the engine's shortest window, and when it drops, the
+                # time still held back was organic.
+                buf.append((t0, t1, n_fe))
+                while buf and buf[0][1] <= t1 - self.cfg.campaign_lag_ms:
+                    self._test_campaign(*buf.popleft())
+                return
+            if buf:
+                while buf:
+                    a, b, n = buf.popleft()
+                    self._test(a, b, n, 1.0)
+                self._reset_campaign()
+        elif self.camp_buf:
+            while self.camp_buf:
+                self._test(*self.camp_buf.popleft(), 1.0)
+            self._reset_campaign()
+        self._test(t0, t1, n_fe, 1.0)
+
+    def _reset_campaign(self) -> None:
+        self.camp_buf: deque[tuple[int, int, float]] = deque()
+        self.camp_fit = [0.0, 0.0, 0.0]  # follower engagements, organic expected, hours: the lift estimate
+        self.lift: float | None = None
+
+    def _test_campaign(self, t0: int, t1: int, n_fe: float) -> None:
+        """Campaign time: estimate the campaign's lift first (CUSUMs held), then test against baseline × lift."""
+        if self.lift is None:
+            fit = self.camp_fit
+            fit[0] += n_fe
+            fit[1] += self.fe_base.expected(t0, t1)
+            fit[2] += (t1 - t0) / HOUR_MS
+            cfg = self.cfg
+            if fit[2] >= cfg.campaign_fit_h and fit[1] >= cfg.campaign_fit_expected:
+                n, m = fit[0], fit[1]
+                self.lift = max(1.0, (n - cfg.campaign_fit_z * math.sqrt(n + 1.0)) / m)
+            elif not self.monitored(cfg):
+                for w in self.windows:
+                    w.cusum.reset()
             return
+        self._test(t0, t1, n_fe, self.lift)
+
+    def _test(self, t0: int, t1: int, n_fe: float, lift: float) -> None:
         if self.monitored(self.cfg):
-            mu0 = self.fe_base.expected(t0, t1)
+            mu0 = self.fe_base.expected(t0, t1) * lift
             for w in self.windows:
                 w.cusum.update(n_fe, mu0)
         else:  # no evidence is banked before the stream is monitored (young baseline, small audience)

@@ -50,6 +50,8 @@ class ObservedStream(NamedTuple):
     follows: int
     unfollows: int
     last_ts: int | None
+    campaign_engaged_actors: dict = {}
+    """Tagged campaigns with engaged actors in the shortest window: {tag: (actors,)} (read-only, never mutated)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,9 @@ class Scenario:
     bought_ms: int = HOUR_MS
     onboarding_onset_ms: int | None = None
     start_ms: int = EPOCH_MS
+    campaigns: bool = False
+    """Tagged campaigns like the simulator's: each hour without one starts one with probability 1/36, lasting
+    6–30 h and lifting every engagement 1.2–1.6×; the snapshot flags it until 1 h after its end."""
 
     @property
     def end_ms(self) -> int:
@@ -110,6 +115,22 @@ def _shape(s: Scenario, rng: random.Random) -> _Shape:
         follow_per_h=max(0.3, audience * rng.uniform(0.001, 0.004) / 24),
         activation=rng.uniform(0.2, 0.4),
     )
+
+
+def campaign_schedule(s: Scenario) -> tuple[tuple[int, int, float], ...]:
+    """(start, end, lift) of the scenario's campaigns, deterministic for its seed; none unless `s.campaigns`."""
+    if not s.campaigns:
+        return ()
+    rng = random.Random(f"campaigns:{s.seed}")
+    out, t = [], s.start_ms
+    while t < s.end_ms:
+        if rng.random() < 1 / 36:
+            length = rng.randrange(6, 31) * HOUR_MS
+            out.append((t, t + length, rng.uniform(1.2, 1.6)))
+            t += length
+        else:
+            t += HOUR_MS
+    return tuple(out)
 
 
 def true_rate(s: Scenario, shape: _Shape, t: int, effects: bool = True) -> float:
@@ -175,6 +196,7 @@ def simulate(s: Scenario, tick_ms: int = 300_000) -> Iterator[tuple[int, Observe
     bought_left = int(s.bought_fraction * shape.audience) if s.bought_at_ms is not None else 0
     bought_per_tick = bought_left * tick_ms / s.bought_ms if bought_left else 0.0
     dt_h = tick_ms / HOUR_MS
+    campaigns = campaign_schedule(s)
     T = s.start_ms
     while T < s.end_ms:
         T += tick_ms
@@ -185,6 +207,9 @@ def simulate(s: Scenario, tick_ms: int = 300_000) -> Iterator[tuple[int, Observe
             n_bought = 0
         else:
             lam = true_rate(s, shape, mid) * dt_h
+            for c0, c1, lift in campaigns:
+                if c0 <= mid < c1:
+                    lam *= lift
             n_fe = poisson(rng, lam)
             n_other = poisson(rng, 0.3 * lam)
             n_fol = poisson(rng, shape.follow_per_h * dt_h)
@@ -244,6 +269,7 @@ def simulate(s: Scenario, tick_ms: int = 300_000) -> Iterator[tuple[int, Observe
             follows=fol,
             unfollows=unf,
             last_ts=last_ts,
+            campaign_engaged_actors={f"c{c0}": (1,) for c0, c1, _ in campaigns if c0 < T <= c1 + HOUR_MS},
         )
 
 
@@ -253,6 +279,7 @@ def scenario_grid(
     rate_range: tuple[float, float] = (4.0, 100.0),
     sizes: tuple[float, ...] = (0.15, 0.3, 0.45, 0.6),
     days: int = 14,
+    campaigns: bool = False,
 ) -> list[Scenario]:
     """The labelled grid: `per_cell` streams per (kind, size) cell, rates log-uniform over `rate_range`."""
     rng = random.Random(seed)
@@ -264,7 +291,7 @@ def scenario_grid(
         start = EPOCH_MS + rng.randrange(24) * HOUR_MS
         return Scenario(
             name=f"{kind}-{i:03d}", kind=kind, seed=sd, base_rate=math.exp(rng.uniform(lo, hi)), days=days,
-            start_ms=start, **kw,
+            start_ms=start, campaigns=campaigns, **kw,
         )
 
     def later(start: int, d0: float, d1: float) -> int:

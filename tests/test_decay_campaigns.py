@@ -70,3 +70,30 @@ class TestWarmup:
         alerts = run(lambda T: 60.0 * (0.75 if T >= EPOCH_MS + 5 * DAY_MS else 1.0), lambda T: False, days=8)
         warm = EPOCH_MS + 7 * DAY_MS
         assert not [T for T, a in alerts if a.alertname == DECAY and T < warm + 3 * HOUR_MS]
+
+
+class TestCampaignLift:
+    def test_decay_during_a_campaign_is_seen_before_it_ends(self):
+        """A 50 % drop 4 h into a 30 h campaign (lift 1.4) is detected against baseline × the campaign's own lift,
+        well before the campaign ends."""
+        start = EPOCH_MS + 9 * DAY_MS
+        onset = start + 4 * HOUR_MS
+
+        def on(T):
+            return start <= T < start + 30 * HOUR_MS
+
+        alerts = run(lambda T: 60.0 * (1.4 if on(T) else 1.0) * (0.5 if T >= onset else 1.0), on, days=11)
+        fired = [T for T, a in alerts if a.alertname == DECAY and a.status == "firing"]
+        assert fired and fired[0] > onset
+        assert fired[0] < start + 16 * HOUR_MS
+
+    def test_campaign_end_is_not_a_decay(self):
+        """The hour after a campaign (the flag still up, the rate organic again) is not read as a drop from the lift:
+        many short strong campaigns raise no decay."""
+
+        def on(T):
+            return (T - EPOCH_MS) % (20 * HOUR_MS) < 8 * HOUR_MS
+
+        for seed in (1, 2):
+            alerts = run(lambda T: 30.0 * (1.6 if on(T) else 1.0), lambda T: on(T) or on(T - HOUR_MS), 14, seed)
+            assert [a for _, a in alerts if a.alertname == DECAY] == []
