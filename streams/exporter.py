@@ -168,14 +168,6 @@ def exposition(collector: Collector) -> bytes:
     return generate_latest(registry)
 
 
-class StaticCollector(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
-
-
 def serve(collector: Collector, host: str, port: int, certfile: str | None = None, keyfile: str | None = None):
     """Serve `/metrics` for `collector` on host:port (TLS when a certificate is given); returns the server."""
     from prometheus_client import start_http_server
