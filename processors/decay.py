@@ -64,11 +64,17 @@ class WindowRule:
     """Estimated drop that makes a decay critical."""
     critical_exit_drop: float = 0.3
     """Estimated drop below which a critical decay returns to warning."""
+    tolerance: float = 0.0
+    """The test's null hypothesis is the baseline lowered by up to this share: a baseline a few per cent off
+    (day-to-day over-dispersion, a young weekday factor) is not evidence, which on large streams would add up fast."""
+    tolerance_rate: float = 20.0
+    """…scaled by rate / (rate + this), rate the expected follower engagements per hour: on small streams Poisson
+    noise dwarfs such a misfit, and a tolerance would only slow detection."""
 
 
 DEFAULT_RULES = (
-    WindowRule("1h", drops=(0.3, 0.6), threshold=9.0, exit_threshold=3.0),
-    WindowRule("24h", drops=(0.15,), threshold=12.0, exit_threshold=4.0),
+    WindowRule("1h", drops=(0.3, 0.6), threshold=8.0, exit_threshold=2.5, tolerance=0.06),
+    WindowRule("24h", drops=(0.15,), threshold=10.0, exit_threshold=3.5),
 )
 
 
@@ -105,6 +111,9 @@ class DecayConfig:
     """A better state must hold this long before it is entered."""
     cooldown_ms: int = 2 * 3_600_000
     """After a resolution, the same alert cannot fire again for this long."""
+    suspect_share: float = 0.5
+    """An hour during which a decay statistic reached this share of its threshold is not learned either: a decay
+    on its way to the threshold must not be absorbed by the baseline first (on small streams that takes a day)."""
     relearn_after_ms: int = 7 * 86_400_000
     """A decay alarmed this long is the new normal: the baseline resumes learning."""
     min_audience: int = 100
@@ -230,10 +239,12 @@ class _Transition:
 class _Cusum:
     """A bank of one-sided Poisson CUSUMs for rate drops, with the run sums that estimate the drop."""
 
-    __slots__ = ("logs", "drops", "s", "n", "m", "cap")
+    __slots__ = ("logs", "drops", "s", "n", "m", "cap", "tol", "tol_rate")
 
-    def __init__(self, drops: tuple[float, ...], cap: float) -> None:
+    def __init__(self, drops: tuple[float, ...], cap: float, tolerance: float = 0.0, tolerance_rate: float = 20.0
+                 ) -> None:
         self.drops = drops
+        self.tol, self.tol_rate = tolerance, tolerance_rate
         self.logs = tuple(math.log(1.0 - d) for d in drops)
         self.s = [0.0] * len(drops)
         self.n = [0.0] * len(drops)
@@ -244,9 +255,14 @@ class _Cusum:
         for i in range(len(self.s)):
             self.s[i] = self.n[i] = self.m[i] = 0.0
 
-    def update(self, n: float, mu0: float) -> None:
+    def update(self, n: float, mu0: float, hours: float) -> None:
+        tol = getattr(self, "tol", 0.0)  # checkpoints from before tolerances
+        keep = 1.0
+        if tol > 0.0 and hours > 0.0:
+            rate = mu0 / hours
+            keep = 1.0 - tol * rate / (rate + self.tol_rate)
         for i, d in enumerate(self.drops):
-            s = self.s[i] + n * self.logs[i] + d * mu0
+            s = self.s[i] + n * self.logs[i] + d * mu0 * keep
             if s <= 0.0:
                 self.s[i] = self.n[i] = self.m[i] = 0.0
             else:
@@ -266,7 +282,7 @@ class _Window:
 
     def __init__(self, rule: WindowRule, index: int, cfg: DecayConfig) -> None:
         self.rule, self.index = rule, index
-        self.cusum = _Cusum(rule.drops, rule.threshold + cfg.cusum_headroom)
+        self.cusum = _Cusum(rule.drops, rule.threshold + cfg.cusum_headroom, rule.tolerance, rule.tolerance_rate)
         self.machine = _Transition()
 
 
@@ -426,7 +442,7 @@ class _Stream:
         if self.monitored(self.cfg):
             mu0 = self.fe_base.expected(t0, t1) * lift
             for w in self.windows:
-                w.cusum.update(n_fe, mu0)
+                w.cusum.update(n_fe, mu0, (t1 - t0) / HOUR_MS)
         else:  # no evidence is banked before the stream is monitored (young baseline, small audience)
             for w in self.windows:
                 w.cusum.reset()
@@ -499,6 +515,8 @@ class _Stream:
             change = m.step(T, desired, cfg, immediate=not guard)
             out += self._emit(T, m, change, DECAY, w, cfg)
             if m.state != OK and T - m.since < cfg.relearn_after_ms:
+                self.dirty = True
+            elif guard and m.state == OK and w.cusum.statistic()[0] >= cfg.suspect_share * w.rule.threshold:
                 self.dirty = True
         return out
 
