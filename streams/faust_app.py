@@ -110,6 +110,8 @@ class WorkerRuntime:
         self.tick_ms = settings.detect_tick_ms()
         self.decay_config = DecayConfig.from_engine(self.config)
         self._mute_alerts = False
+        self.exporting = True
+        """False from the moment the worker starts stopping: its partitions are about to move to other workers."""
         self.collector = EngineCollector(self._snapshots_locked, self.lock,
                                          extra=[self._pipeline_families, self._detector_families])
         # Wired by build_app:
@@ -137,22 +139,31 @@ class WorkerRuntime:
 
     def _snapshots_locked(self) -> list[Snapshot]:
         t = self.evaluation_time()
-        return [s.engine.snapshot(t) for _, s in sorted(self.partitions.items())]
+        return [s.engine.snapshot(t) for _, s in sorted(self._exported().items())]
+
+    def _exported(self) -> dict[int, PartitionState]:
+        return self.partitions if self.exporting else {}
+
+    def stop_exporting(self) -> None:
+        """Before the consumer leaves the group: export no partition any more, so that no stream is exported by
+        this worker and the partition's next owner at once."""
+        with self.lock:
+            self.exporting = False
 
     def _pipeline_families(self) -> Iterator[Metric]:
         owned = GaugeMetricFamily("engagewatch_worker_partitions", "Interactions partitions this worker owns.",
-                                  value=len(self.partitions))
+                                  value=len(self._exported()))
         offset = GaugeMetricFamily("engagewatch_worker_partition_offset",
                                    "Offset of the last interactions record applied, per owned partition.",
                                    labels=["partition"])
-        for p, s in sorted(self.partitions.items()):
+        for p, s in sorted(self._exported().items()):
             offset.add_metric([str(p)], s.offset)
         checkpoints = CounterMetricFamily("engagewatch_worker_checkpoints", "Partition checkpoints written.",
                                           value=self.checkpoints_written)
         sizes = GaugeMetricFamily("engagewatch_worker_checkpoint_bytes",
                                   "Size of the last checkpoint written or recovered, per owned partition.",
                                   labels=["partition"])
-        for p, st in sorted(self.partitions.items()):
+        for p, st in sorted(self._exported().items()):
             if st.checkpoint_bytes:
                 sizes.add_metric([str(p)], st.checkpoint_bytes)
         replayed = CounterMetricFamily("engagewatch_worker_recovered_records",
@@ -174,7 +185,7 @@ class WorkerRuntime:
         if consumer is None:
             return {}
         out = {}
-        for p, s in self.partitions.items():
+        for p, s in self._exported().items():
             try:
                 hw = consumer.highwater(TP(self.kafka.interactions_topic, p))
             except Exception:  # noqa: BLE001 - not fetched yet, or the consumer is restarting: no value
@@ -187,7 +198,7 @@ class WorkerRuntime:
         """The detectors' gauges over every owned partition (alert counters summed), and the sinks' counters."""
         if not self.detect:
             return iter(())
-        states = [s.monitor.state() for _, s in sorted(self.partitions.items()) if s.monitor is not None]
+        states = [s.monitor.state() for _, s in sorted(self._exported().items()) if s.monitor is not None]
         fired: dict[tuple[str, str], int] = {}
         for st in states:
             for name, severity, n in st.alerts_total:
@@ -423,7 +434,13 @@ class WorkerRuntime:
             if partition not in assigned:
                 continue  # revoked while the batch was buffered: its new owner processes these
             state = await self.ensure(partition)
-            fresh = [e for e in group if e.message.offset > state.offset]
+            # In offset order, once each: a batch can hold a record twice (delivered again after a seek or a
+            # rebalance), so the filter follows the last offset kept, not only the engine's.
+            fresh, last = [], state.offset
+            for e in group:
+                if e.message.offset > last:
+                    fresh.append(e)
+                    last = e.message.offset
             self.skipped += len(group) - len(fresh)
             if fresh:
                 self._feed(partition, state, fresh)
@@ -544,6 +561,14 @@ def build_app(runtime: WorkerRuntime, partitions: int, session_timeout_s: float 
     async def process(stream):  # noqa: ANN001 - Faust's stream
         async for events in stream.take_events(kafka.batch_size, within=batch_within / 1000):
             await runtime.process(events)
+
+    stop_consumer = app._stop_consumer  # Faust's first step when stopping: leave the group
+
+    async def stop_exporting_then_leave() -> None:
+        runtime.stop_exporting()
+        await stop_consumer()
+
+    app._stop_consumer = stop_exporting_then_leave
 
     @app.timer(1.0, name="engagewatch.load_idle")
     async def load_idle() -> None:
