@@ -1,8 +1,8 @@
 """End-to-end check of the decay detectors: simulator → wire-format file → `engagewatch run` → alerts → score.
 
 Unlike `engagewatch backtest` (which simulates the engine's snapshots directly), every scenario here is a
-`streams.simulator` world in wire format v1 — campaigns on, daily and weekly seasonality in the account's local
-time, a little dirt — replayed through the real engine and runtime with
+`streams.simulator` world in wire format v1 — tagged campaigns on (`--campaigns off`: none, the issue's shape),
+daily and weekly seasonality in the account's local time, a little dirt — replayed through the real engine and runtime with
 `engagewatch run --source X.jsonl --clock event --alerts-out alerts.jsonl` (in-process through `streams.cli.main`).
 The alerts written are scored with the backtest's metrics:
 
@@ -21,6 +21,7 @@ engagements an hour.
 
     python benchmarks/decay_e2e.py                # all specs, 2 processes, prints the table
     python benchmarks/decay_e2e.py --seeds 1 2 3  # more worlds
+    python benchmarks/decay_e2e.py --campaigns off  # worlds without campaigns
     python benchmarks/decay_e2e.py --record DIR   # also keep the engine's snapshots per tick (for tuning)
     python benchmarks/decay_e2e.py --replay DIR   # score a fresh DecayMonitor on recorded snapshots (seconds)
 """

@@ -15,7 +15,9 @@ Per stream:
   drop estimated over the CUSUM's run is ≥ `critical_drop` (left below `critical_exit_drop`). A transition must
   hold for `min_duration_ms` (`resolve_after_ms` to de-escalate) and a stream that resolved cannot page again
   within `cooldown_ms`. Streams with fewer than `min_audience` followers or under `min_rate_per_hour` expected
-  follower engagements are never in decay (they page nobody).
+  follower engagements are never in decay (they page nobody). During a tagged campaign the expected rate is the
+  baseline × the campaign's own lift, fitted over its first `campaign_fit_h` (the CUSUMs hold meanwhile); campaign
+  time reaches the test `campaign_lag_ms` late, so the hour after a campaign, still flagged, is tested as organic.
 * **Silence** (`EngagementStreamSilent`): an interval with no event at all is held back; once the stream's
   seasonal rate of all events says at least `silence_expected_events` should have arrived (P(0) ≈ e^−10), the
   stream is silent and the held-back time is discarded — it is not evidence of decay — until events resume.

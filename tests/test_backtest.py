@@ -30,3 +30,19 @@ class TestBacktestCommand:
         out = capsys.readouterr().out
         for row in ("decay ≥30 % lasting ≥12 h (target)", "silence", "hollow growth", "decay false alerts on stable"):
             assert row in out
+
+
+class TestCampaignScenarios:
+    def test_campaigns_lift_and_are_flagged_until_an_hour_after(self):
+        """`campaigns=True` gives seeded 6–30 h campaigns, flagged in the snapshot from their start to 1 h after."""
+        from streams.backtest_scenarios import HOUR_MS, campaign_schedule
+
+        s = scenario_grid(per_cell=1, seed=4, days=10, campaigns=True)[0]
+        sched = campaign_schedule(s)
+        assert sched and sched == campaign_schedule(s)
+        assert all(6 * HOUR_MS <= b - a <= 30 * HOUR_MS and 1.2 <= k <= 1.6 for a, b, k in sched)
+        a, b, _ = sched[0]
+        flags = {T: bool(o.campaign_engaged_actors) for T, o in simulate(s)}
+        assert flags[a + 300_000] and flags[b + HOUR_MS] and not flags.get(b + HOUR_MS + 300_000, False)
+        plain = scenario_grid(per_cell=1, seed=4, days=10)[0]
+        assert not any(o.campaign_engaged_actors for _, o in simulate(plain))
