@@ -41,7 +41,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing import Pool
-from typing import NamedTuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,6 +48,7 @@ import orjson  # noqa: E402
 
 from processors.alert_event import rfc3339  # noqa: E402,F401
 from processors.decay import DECAY, HOLLOW, SILENT, DecayConfig, DecayMonitor  # noqa: E402
+from streams.backtest_scenarios import ObservedStream  # noqa: E402
 from streams.commands.backtest import _episodes, render_rows  # noqa: E402
 from streams.simulator import DAY_MS, HOUR_MS, BoughtFollowers, Decay, SimSpec, account_name, timeline  # noqa: E402
 
@@ -176,22 +176,8 @@ def write_world(w: World, path: str) -> tuple[World, int]:
     return World(w.name, w.spec, tuple(labels), w.outages), lines
 
 
-class Obs(NamedTuple):
-    """The snapshot fields the detectors read, kept per tick by `--record`."""
-
-    account: str
-    platform: str
-    audience_followers: int
-    active_followers: tuple[int, ...]
-    engaged_actors: tuple[int, ...]
-    new_followers: int
-    new_followers_activated: int
-    engaging_events: int
-    follower_engaging_events: int
-    follows: int
-    unfollows: int
-    last_ts: int | None
-    campaign_engaged_actors: dict
+# The snapshot fields the detectors read, kept per tick by `--record`: the backtest's own observation type.
+Obs = ObservedStream
 
 
 def run_world(args: tuple[World, str | None]) -> dict:

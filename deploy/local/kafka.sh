@@ -35,39 +35,9 @@ DATA="$RUN/data"
 LOGS="$RUN/logs"
 PIDFILE="$RUN/kafka.pid"
 
-say() { echo "kafka.sh: $*" >&2; }
-die() { say "$*"; exit 1; }
-
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-running_pid() {
-    [[ -f "$PIDFILE" ]] || return 1
-    local pid
-    pid="$(cat "$PIDFILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-    echo "$pid"
-}
-
-fetch_jars() {
-    [[ -f "$LIBS/.complete" ]] && return 0
-    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven"
-    command -v java >/dev/null || die "Java 17 is needed to run Kafka: apt-get install openjdk-17-jre-headless"
-    say "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
-    rm -rf "$LIBS"
-    mkdir -p "$LIBS" "$KAFKA_HOME"
-    mvn -q -B -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" >"$KAFKA_HOME/mvn.log" 2>&1 \
-        || { tail -n 40 "$KAFKA_HOME/mvn.log" >&2; die "mvn dependency:copy-dependencies failed (log: $KAFKA_HOME/mvn.log)"; }
-    touch "$LIBS/.complete"
-}
-
-java_cmd() {
-    # shellcheck disable=SC2086  # heap options are a list of words
-    exec java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-        -Dlog4j.configuration="file:$HERE/log4j.properties" -Dkafka.logs.dir="$LOGS" \
-        -cp "$LIBS/*" "$@"
-}
+SCRIPT=kafka.sh
+# shellcheck source=deploy/local/common.sh
+source "$HERE/common.sh"
 
 write_config() {
     mkdir -p "$DATA" "$LOGS"
@@ -153,23 +123,7 @@ cmd_start() {
     say "Apache Kafka $KAFKA_VERSION running (pid $pid) on 127.0.0.1:$KAFKA_PORT; log: $LOGS/server.log"
 }
 
-cmd_stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$PIDFILE"
-        say "not running on 127.0.0.1:$KAFKA_PORT"
-        return 0
-    fi
-    kill -TERM "$pid"
-    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "no clean shutdown within ${KAFKA_STOP_TIMEOUT}s; killing pid $pid"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDFILE"
-    say "stopped (pid $pid)"
-}
+cmd_stop() { stop_broker "127.0.0.1:$KAFKA_PORT"; }
 
 cmd_status() {
     local pid

@@ -1,0 +1,56 @@
+# Shared by kafka.sh and kafka-secure.sh (sourced, not run). Expects HERE, KAFKA_VERSION, KAFKA_HOME, LIBS, LOGS,
+# PIDFILE, KAFKA_HEAP_OPTS, KAFKA_STOP_TIMEOUT and SCRIPT (the name messages start with) to be set.
+
+say() { echo "$SCRIPT: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running_pid() {
+    [[ -f "$PIDFILE" ]] || return 1
+    local pid
+    pid="$(cat "$PIDFILE")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+# Apache Kafka's jars from Maven Central (pom.xml: kafka_2.13 plus a logging binding), once.
+fetch_jars() {
+    [[ -f "$LIBS/.complete" ]] && return 0
+    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka jars: apt-get install maven"
+    command -v java >/dev/null || die "Java 17 is needed to run Kafka: apt-get install openjdk-17-jre-headless"
+    say "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
+    rm -rf "$LIBS"
+    mkdir -p "$LIBS" "$KAFKA_HOME"
+    mvn -q -B -f "$HERE/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIBS" >"$KAFKA_HOME/mvn.log" 2>&1 \
+        || { tail -n 40 "$KAFKA_HOME/mvn.log" >&2; die "mvn dependency:copy-dependencies failed (log: $KAFKA_HOME/mvn.log)"; }
+    touch "$LIBS/.complete"
+}
+
+java_cmd() {
+    # shellcheck disable=SC2086  # heap options are a list of words
+    exec java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dlog4j.configuration="file:$HERE/log4j.properties" -Dkafka.logs.dir="$LOGS" \
+        -cp "$LIBS/*" "$@"
+}
+
+# Stop the broker of $PIDFILE: SIGTERM, then SIGKILL after KAFKA_STOP_TIMEOUT seconds. $1 says where it listens.
+stop_broker() {
+    local pid
+    if ! pid="$(running_pid)"; then
+        rm -f "$PIDFILE"
+        say "not running on $1"
+        return 0
+    fi
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "no clean shutdown within ${KAFKA_STOP_TIMEOUT}s; killing pid $pid"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PIDFILE"
+    say "stopped (pid $pid)"
+}
