@@ -54,3 +54,26 @@ stop_broker() {
     rm -f "$PIDFILE"
     say "stopped (pid $pid)"
 }
+
+# What every single-node development broker here shares, appended to its server.properties.
+single_node_properties() {
+    cat <<'PROPERTIES'
+# One node: internal topics cannot be replicated.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+min.insync.replicas=1
+default.replication.factor=1
+# Topics are created explicitly (engagewatch topics create, Faust for its own): a typo must not create one.
+auto.create.topics.enable=false
+# Consumers join at once instead of after the default 3 s grace: tests start workers often.
+group.initial.rebalance.delay.ms=0
+# A small machine: few threads, small segments.
+num.network.threads=2
+num.io.threads=4
+num.partitions=1
+log.segment.bytes=67108864
+log.retention.check.interval.ms=60000
+log.cleaner.threads=1
+PROPERTIES
+}

@@ -52,24 +52,8 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA
-# One node: internal topics cannot be replicated.
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-min.insync.replicas=1
-default.replication.factor=1
-# Topics are created explicitly (engagewatch topics create, Faust for its own): a typo must not create one.
-auto.create.topics.enable=false
-# Consumers join at once instead of after the default 3 s grace: tests start workers often.
-group.initial.rebalance.delay.ms=0
-# A small machine: few threads, small segments.
-num.network.threads=2
-num.io.threads=4
-num.partitions=1
-log.segment.bytes=67108864
-log.retention.check.interval.ms=60000
-log.cleaner.threads=1
 EOF
+    single_node_properties >>"$CONFIG"
 }
 
 format_storage() {
