@@ -4,8 +4,16 @@ Design (see docs/kafka.md for the operator's view):
 
 - One `Engine` per assigned interactions partition. The Kafka key is the account and all engine state is per
   account, so a partition's engine is exactly the state of the accounts on it.
-- The agent takes events in batches (`stream.take_events`), groups them by partition in arrival order and feeds
-  each group to its partition's engine in one call.
+- Records are read in batches with aiokafka `getmany` and fed to the partition's engine in one call per
+  partition: at assignment by the catch-up reader (up to the end of the partition), then by the live reader, one
+  group-less consumer that follows every partition the worker owns from the offset after the engine's. Faust keeps
+  the group membership, the assignment, the checkpoint table and the commits: once Faust has recovered a
+  partition's table (it resumes the partition), the worker pauses the partition in Faust's consumer (Faust no
+  longer delivers its records) and the live reader takes it over. After each batch the producer is flushed; every
+  `broker_commit_interval` the offset after the last record applied is committed through Faust's consumer (so
+  the group's committed offset covers only records whose dead letters are durable). Records Faust's own stream
+  still delivers (in the moment between its resuming a partition and the worker pausing it) go through the agent
+  (`stream.take_events`) and are filtered by offset like the reader's, so each record is applied once.
 - Every `checkpoint_interval`, a partition's engine state and the offset of the last record it includes are
   written to the `checkpoints` table (changelog-backed, compacted; memory or RocksDB store). On assignment the
   engine is rebuilt from the checkpoint and fed the records after its offset with a side reader up to the end of
@@ -22,8 +30,8 @@ Design (see docs/kafka.md for the operator's view):
 - The decay detectors run per partition (their state is in the partition's checkpoint and moves with it): on the
   event clock at every tick of the partition's event time (`Engine.feed(on_tick=...)`), on the wall clock every
   `detect_tick` of real time. Alerts go to the alerts topic (key = account) and the configured HTTP sinks.
-- `engagewatch_consumer_lag{topic,partition}` = the partition's high watermark as last fetched minus the offset
-  after the last record the engine includes.
+- `engagewatch_consumer_lag{topic,partition}` = the partition's high watermark as last fetched (by the live
+  reader) minus the offset after the last record the engine includes.
 """
 
 from __future__ import annotations
@@ -52,6 +60,11 @@ from streams.kafka_clients import CHECKPOINT_TABLE, aiokafka_config, event_clock
 from streams.settings import Settings
 
 CATCH_UP_FETCH_MS = 500
+LIVE_FETCH_MS = 100
+"""Longest wait of the live reader for records (it returns as soon as any arrive); also how soon it notices a
+partition taken over or given up."""
+LIVE_FETCH_BYTES = 8 * 1024 * 1024
+"""Per partition and fetch: the interactions topic's `max.message.bytes`, so that any record can be read."""
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
 """Largest checkpoint value: the changelog topic's `max.message.bytes` and the producer's request size."""
 
@@ -121,6 +134,14 @@ class WorkerRuntime:
         self.clock_topic: Any = None
         self.alerts_topic: Any = None
         self.sink: FanoutSink = FanoutSink([])
+        # The live reader (see run_live):
+        self.live: set[int] = set()
+        """Partitions the live reader follows: Faust has recovered their table and no longer delivers them."""
+        self.reader: Any = None
+        self.commit_every_s = 2.8
+        self._live_stop = False
+        self._live_exited: asyncio.Event | None = None
+        self._last_commit = time.monotonic()
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
@@ -184,10 +205,17 @@ class WorkerRuntime:
         consumer = getattr(self.app, "consumer", None) if self.app is not None else None
         if consumer is None:
             return {}
+        reader = self.reader
         out = {}
         for p, s in self._exported().items():
             try:
-                hw = consumer.highwater(TP(self.kafka.interactions_topic, p))
+                if reader is not None and p in self.live:
+                    # Faust's consumer no longer fetches a partition the live reader follows
+                    from aiokafka import TopicPartition
+
+                    hw = reader.highwater(TopicPartition(self.kafka.interactions_topic, p))
+                else:
+                    hw = consumer.highwater(TP(self.kafka.interactions_topic, p))
             except Exception:  # noqa: BLE001 - not fetched yet, or the consumer is restarting: no value
                 continue
             if hw is not None:
@@ -325,7 +353,7 @@ class WorkerRuntime:
         consumer = self.app.consumer
         active = getattr(consumer, "_active_partitions", None) or set()
         topic = self.kafka.interactions_topic
-        return {tp.partition for tp in active if tp.topic == topic}
+        return {tp.partition for tp in active if tp.topic == topic} | self.live
 
     async def load_idle(self) -> None:
         """Recover owned partitions that have had no record yet, so their series are exported too."""
@@ -336,6 +364,8 @@ class WorkerRuntime:
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Drop the engines (and so the series) of partitions this worker no longer owns."""
+        partitions = list(partitions)
+        self.live.difference_update(partitions)
         gone = [p for p in partitions if p in self.partitions]
         with self.lock:
             for p in gone:
@@ -443,7 +473,7 @@ class WorkerRuntime:
                     last = e.message.offset
             self.skipped += len(group) - len(fresh)
             if fresh:
-                self._feed(partition, state, fresh)
+                self._feed(partition, state, [e.message for e in fresh])
                 self._publish_event_time(partition, state)
             if state.offset > state.checkpointed_offset and \
                     time.monotonic() - state.checkpointed_at >= self.checkpoint_every_s:
@@ -452,16 +482,165 @@ class WorkerRuntime:
         await self._flush()
 
     def _feed(self, partition: int, state: PartitionState, fresh: list[Any]) -> None:
-        """Apply records the engine does not include yet; queue their dead letters."""
-        lines = [e.message.value if e.message.value is not None else b"" for e in fresh]
+        """Apply records (anything with offset, key and value: Faust messages, aiokafka records) the engine does not
+        include yet, in offset order; queue their dead letters."""
+        lines = [m.value if m.value is not None else b"" for m in fresh]
         with self.lock:
             dead = self._feed_engine(partition, state, lines)
-            state.offset = fresh[-1].message.offset
+            state.offset = fresh[-1].offset
         self.records += len(fresh)
         if dead:
-            self._send_dead_letters(
-                partition, ((d, fresh[d.index].message.key, fresh[d.index].message.offset) for d in dead)
-            )
+            self._send_dead_letters(partition, ((d, fresh[d.index].key, fresh[d.index].offset) for d in dead))
+
+    # -- the live reader ----------------------------------------------------------------------------------------
+
+    def _take_over(self) -> None:
+        """Partitions Faust has recovered (it has resumed them) are paused in Faust's consumer, so that Faust stops
+        delivering their records, and followed by the live reader from now on; their engines are recovered in the
+        background. Faust resumes its partitions after every rebalance: this runs before every fetch."""
+        consumer = self.app.consumer
+        if self.app.rebalancing:
+            return
+        topic = self.kafka.interactions_topic
+        active = {tp for tp in (getattr(consumer, "_active_partitions", None) or ()) if tp.topic == topic}
+        if active:
+            consumer.pause_partitions(active)
+            self.live.update(tp.partition for tp in active)
+        for partition in sorted(self.live - set(self.partitions) - set(self._loading)):
+            future = asyncio.ensure_future(self.ensure(partition))
+            future.add_done_callback(lambda f, p=partition: self._recovered(p, f))
+
+    def _recovered(self, partition: int, future: asyncio.Future) -> None:
+        if future.cancelled():
+            return  # revoked meanwhile, or the worker stops
+        error = future.exception()
+        if error is not None:  # e.g. the cluster went away during the catch-up: tried again before the next fetch
+            log.warning("partition recovery failed; retrying", partition=partition,
+                        error=f"{type(error).__name__}: {error}")
+
+    async def run_live(self) -> None:
+        """Follow the partitions taken over (see `_take_over`) with one group-less consumer, in batches: feed each
+        partition's records after the engine's offset, publish the event time, flush the producer, checkpoint and
+        commit when due. Reconnects by itself after a broker outage."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        self._live_exited = asyncio.Event()
+        topic = self.kafka.interactions_topic
+        max_records = max(self.kafka.batch_size, 1) * 4
+        try:
+            while not self._live_stop:
+                reader = AIOKafkaConsumer(
+                    **aiokafka_config(self.kafka), group_id=None, enable_auto_commit=False,
+                    auto_offset_reset="earliest", max_partition_fetch_bytes=LIVE_FETCH_BYTES,
+                    fetch_max_wait_ms=LIVE_FETCH_MS,
+                )
+                try:
+                    await reader.start()
+                    self.reader = reader
+                    reading: dict[int, PartitionState] = {}
+                    while not self._live_stop:
+                        self._take_over()
+                        current = {p: s for p, s in self.partitions.items() if p in self.live}
+                        if current.keys() != reading.keys() or any(current[p] is not s for p, s in reading.items()):
+                            reader.assign([TopicPartition(topic, p) for p in sorted(current)])
+                            for p, s in current.items():
+                                reader.seek(TopicPartition(topic, p), s.offset + 1)
+                            reading = current
+                        if reading:
+                            batches = await reader.getmany(timeout_ms=LIVE_FETCH_MS, max_records=max_records)
+                            if self._live_stop:
+                                break
+                            self._apply_live(batches, reading)
+                            await self._flush()
+                        else:
+                            await asyncio.sleep(LIVE_FETCH_MS / 1000)
+                        if time.monotonic() - self._last_commit >= self.commit_every_s:
+                            await self.commit_live()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - keep reading; the worker must not die of a broker outage
+                    log.warning("live reader failed; retrying", error=f"{type(e).__name__}: {e}")
+                    await asyncio.sleep(1.0)
+                finally:
+                    self.reader = None
+                    await reader.stop()
+        finally:
+            self._live_exited.set()
+
+    def _apply_live(self, batches: dict[Any, list[Any]], reading: dict[int, PartitionState]) -> None:
+        """One fetch of the live reader: per partition still followed, the records after the engine's offset."""
+        for tp, messages in batches.items():
+            partition = tp.partition
+            state = self.partitions.get(partition)
+            if not messages or state is None or state is not reading.get(partition) or partition not in self.live:
+                continue  # given up (revoked) since the fetch: its next owner applies these
+            fresh = [m for m in messages if m.offset > state.offset]
+            self.skipped += len(messages) - len(fresh)
+            if fresh:
+                self._feed(partition, state, fresh)
+                self._publish_event_time(partition, state)
+        # Due checkpoints of every partition followed, fed now or not (the catch-up may have fed it last).
+        for partition, state in reading.items():
+            if state is self.partitions.get(partition) and partition in self.live and \
+                    state.offset > state.checkpointed_offset and \
+                    time.monotonic() - state.checkpointed_at >= self.checkpoint_every_s:
+                self.checkpoint(partition, state, _TableWrite(self.kafka.interactions_topic, partition))
+
+    async def commit_live(self, partitions: Iterable[int] | None = None) -> None:
+        """Commit, through Faust's consumer (it holds the group), the offset after the last record applied of each
+        partition the live reader follows; after a flush, so the dead letters of those records are durable."""
+        from faust.types import TP
+        from mode.utils.futures import notify
+
+        self._last_commit = time.monotonic()
+        consumer = self.app.consumer
+        topic = self.kafka.interactions_topic
+        offsets = {}
+        for p in sorted(self.live if partitions is None else partitions):
+            state = self.partitions.get(p)
+            if state is None or state.offset < 0:
+                continue
+            tp = TP(topic, p)
+            committed = consumer._committed_offset[tp]
+            if committed is None or state.offset + 1 > committed:
+                offsets[tp] = state.offset + 1
+        if not offsets:
+            return
+        await self._flush()
+        # One commit at a time, as Faust's own commits do: one computed earlier must not land after ours.
+        await consumer.maybe_wait_for_commit_to_finish()
+        consumer._commit_fut = asyncio.get_running_loop().create_future()
+        try:
+            await consumer._commit_offsets(offsets)
+        finally:
+            fut, consumer._commit_fut = consumer._commit_fut, None
+            notify(fut)
+
+    async def on_revoked(self, partitions: Iterable[int]) -> None:
+        """Faust is giving partitions up: stop reading them, commit how far they were applied, drop their engines."""
+        partitions = list(partitions)
+        followed = [p for p in partitions if p in self.live]
+        self.live.difference_update(partitions)
+        if followed:
+            try:
+                await self.commit_live(followed)
+            except Exception as e:  # noqa: BLE001 - at least once: the next owner re-publishes these dead letters
+                log.warning("commit of revoked partitions failed", partitions=followed, error=str(e))
+        self.revoke(partitions)
+
+    async def stop_live(self) -> None:
+        """Before the consumer leaves the group: stop the live reader, then commit how far each partition came."""
+        self._live_stop = True
+        if self._live_exited is not None:
+            try:
+                await asyncio.wait_for(self._live_exited.wait(), timeout=30)
+            except asyncio.TimeoutError:
+                log.warning("live reader did not stop within 30s")
+        if self.live and self.app is not None:
+            try:
+                await self.commit_live()
+            except Exception as e:  # noqa: BLE001 - at least once: the next owner re-publishes these dead letters
+                log.warning("final commit failed", error=str(e))
 
     def checkpoint(self, partition: int, state: PartitionState, event: Any) -> None:
         """Write the partition's state to the checkpoint table (its changelog partition = `partition`)."""
@@ -495,6 +674,16 @@ class WorkerRuntime:
 
     async def _flush(self) -> None:
         await self.app.producer.flush()
+
+
+class _TableWrite:
+    """Stands in for a Faust event when the live reader writes a checkpoint: all the table needs of the current
+    event is the source topic and partition (its changelog partition)."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = self
+        self.topic = topic
+        self.partition = partition
 
 
 @contextmanager
@@ -566,9 +755,29 @@ def build_app(runtime: WorkerRuntime, partitions: int, session_timeout_s: float 
 
     async def stop_exporting_then_leave() -> None:
         runtime.stop_exporting()
+        await runtime.stop_live()
         await stop_consumer()
 
     app._stop_consumer = stop_exporting_then_leave
+
+    runtime.commit_every_s = float(app.conf.broker_commit_interval)
+
+    @app.task
+    async def live_reader() -> None:
+        await runtime.run_live()
+
+    @app.task
+    async def quiet_livelock_checks() -> None:
+        # Faust's livelock detector expects its own consumer to fetch and its stream to process every assigned
+        # partition; the interactions partitions are read by the live reader, so only the others are checked.
+        consumer = app.consumer
+        verify = consumer.verify_event_path
+
+        def verify_others(now: float, tp: Any) -> None:
+            if tp.topic != kafka.interactions_topic:
+                verify(now, tp)
+
+        consumer.verify_event_path = verify_others
 
     @app.timer(1.0, name="engagewatch.load_idle")
     async def load_idle() -> None:
@@ -582,6 +791,6 @@ def build_app(runtime: WorkerRuntime, partitions: int, session_timeout_s: float 
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **_: Any) -> None:
-        runtime.revoke(tp.partition for tp in revoked if tp.topic == kafka.interactions_topic)
+        await runtime.on_revoked(tp.partition for tp in revoked if tp.topic == kafka.interactions_topic)
 
     return app

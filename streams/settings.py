@@ -56,7 +56,7 @@ class KafkaSettings(BaseModel):
     checkpoint_interval: str = "10s"
     """How often a partition's engine state and source offset are written to the checkpoint changelog."""
     batch_size: int = Field(2000, ge=1)
-    """Records taken from the stream per batch (`stream.take_events`)."""
+    """Records per batch: Faust's stream (`stream.take_events`) takes this many; the live reader up to 4x."""
     batch_within: str = "200ms"
     """Longest wait for a batch to fill."""
     connect_timeout: str = "15s"
