@@ -56,7 +56,9 @@ from streams import logs
 from streams.alerts import FanoutSink, monitor_metric_families, sink_metric_families, sinks_from_settings
 from streams.exporter import EngineCollector
 from streams.kafka_checkpoint import decode, encode
-from streams.kafka_clients import CHECKPOINT_TABLE, aiokafka_config, event_clock_topic, faust_credentials
+from streams.kafka_clients import (
+    CHECKPOINT_TABLE, MAX_CHECKPOINT_BYTES, aiokafka_config, event_clock_topic, faust_credentials,
+)
 from streams.settings import Settings
 
 CATCH_UP_FETCH_MS = 500
@@ -65,8 +67,6 @@ LIVE_FETCH_MS = 100
 partition taken over or given up."""
 LIVE_FETCH_BYTES = 8 * 1024 * 1024
 """Per partition and fetch: the interactions topic's `max.message.bytes`, so that any record can be read."""
-MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
-"""Largest checkpoint value: the changelog topic's `max.message.bytes` and the producer's request size."""
 
 log = logs.get("engagewatch.worker")
 

@@ -18,6 +18,9 @@ from streams.settings import KafkaSettings, Settings, SettingsError
 CHECKPOINT_TABLE = "checkpoints"
 """Name of the worker's Faust table; its changelog topic is `<app_id>-checkpoints-changelog`."""
 
+MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024
+"""Largest checkpoint value: the changelog topic's `max.message.bytes` and the worker producer's request size."""
+
 MAX_RECORD_MESSAGE_BYTES = 8 * 1024 * 1024
 """`max.message.bytes` of the interactions and dead-letter topics, and the replay producer's request size.
 
@@ -64,8 +67,10 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
             changelog_topic(kafka),
             kafka.partitions,
             kafka.replication_factor,
-            # Compacted: only the latest checkpoint of each partition matters. No time-based deletion.
-            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"},
+            # Compacted: only the latest checkpoint of each partition matters. No time-based deletion. Large
+            # values: a partition's whole engine state is one message.
+            {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000",
+             "max.message.bytes": str(MAX_CHECKPOINT_BYTES)},
         ),
         # One partition: every worker reads all of it. Compacted: only each partition's latest value matters.
         TopicSpec("event-clock", event_clock_topic(kafka), 1, kafka.replication_factor,
