@@ -580,6 +580,9 @@ class WorkerRuntime:
                 self._feed(partition, state, fresh)
                 self._publish_event_time(partition, state)
         # Due checkpoints of every partition followed, fed now or not (the catch-up may have fed it last).
+        self._checkpoint_due(reading)
+
+    def _checkpoint_due(self, reading: dict[int, PartitionState]) -> None:
         for partition, state in reading.items():
             if state is self.partitions.get(partition) and partition in self.live and \
                     state.offset > state.checkpointed_offset and \
@@ -637,6 +640,8 @@ class WorkerRuntime:
             except asyncio.TimeoutError:
                 log.warning("live reader did not stop within 30s")
         if self.live and self.app is not None:
+            # A stop can come before the reader's next pass: write what is due now (flushed by the commit).
+            self._checkpoint_due(dict(self.partitions))
             try:
                 await self.commit_live()
             except Exception as e:  # noqa: BLE001 - at least once: the next owner re-publishes these dead letters
