@@ -122,6 +122,7 @@ def kafka_python_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection arguments shared by kafka-python's KafkaAdminClient and KafkaProducer."""
     _check_sasl(kafka)
     _quiet_config_logging()
+    _keep_bytes_read_before_a_close()
     conf: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers.split(","),
         "security_protocol": kafka.security_protocol,
@@ -208,6 +209,28 @@ def _quiet_config_logging() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def _keep_bytes_read_before_a_close() -> None:
+    """kafka-python 3.0 drops the bytes of a read that also saw the connection close: when a broker refuses
+    credentials it sends the error response and closes, and the client then reports a bare "socket disconnected"
+    most of the time, so the message could not say the credentials were refused. Deliver such bytes first; the
+    next read sees the close again and reports it as before."""
+    try:
+        from kafka.net import transport
+    except ImportError:  # another kafka-python line: nothing to patch
+        return
+    for cls in (getattr(transport, "KafkaTCPTransport", None), getattr(transport, "KafkaSSLTransport", None)):
+        original = getattr(cls, "_sock_recv", None)
+        if original is None or getattr(original, "_engagewatch_keeps_bytes", False):
+            continue
+
+        def _sock_recv(self: Any, _original: Any = original) -> tuple[bytes, Any]:
+            data, error = _original(self)
+            return (data, None) if data and error is not None else (data, error)
+
+        _sock_recv._engagewatch_keeps_bytes = True  # type: ignore[attr-defined]
+        cls._sock_recv = _sock_recv  # type: ignore[union-attr]
 
 
 class Unreachable(RuntimeError):
