@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processors.config import ConfigError, EngineConfig, parse_duration, windows_from_text
@@ -61,6 +61,35 @@ class KafkaSettings(BaseModel):
     """Longest wait for a batch to fill."""
     connect_timeout: str = "15s"
     """How long clients try to reach the cluster before giving up with an error."""
+    session_timeout: str | None = None
+    """Consumer group session timeout (6s-5m): how soon a dead worker's partitions move. None: Faust's 60s."""
+
+    @field_validator("retention", "checkpoint_interval", "connect_timeout")
+    @classmethod
+    def _positive_duration(cls, value: str) -> str:
+        if _duration_ms(value) <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    @field_validator("batch_within")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _duration_ms(value)
+        return value
+
+    @field_validator("session_timeout")
+    @classmethod
+    def _session_timeout(cls, value: str | None) -> str | None:
+        if value is not None and not 6_000 <= _duration_ms(value) <= 300_000:
+            raise ValueError("must be between 6s and 5m")
+        return value
+
+
+def _duration_ms(text: str) -> int:
+    try:
+        return parse_duration(text, "")
+    except ConfigError as e:
+        raise ValueError(str(e).removeprefix(": ")) from None
 
 
 class AlertSettings(BaseModel):
@@ -141,7 +170,8 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
         problems = "; ".join(
-            f"{env_name('.'.join(str(p) for p in err['loc']))}: {err['msg']}" for err in e.errors()
+            f"{env_name('.'.join(str(p) for p in err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
+            for err in e.errors()
         )
         raise SettingsError(f"bad setting {problems}") from None
     settings.engine_config()  # validate the engine knobs now, not at the first event

@@ -180,6 +180,13 @@ class TestSettings:
             ("ENGAGEWATCH_METRICS_PORT", "70000"),
             ("ENGAGEWATCH_LOG_LEVEL", "loud"),
             ("ENGAGEWATCH_KAFKA__PARTITIONS", "0"),
+            ("ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL", "often"),
+            ("ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL", "0s"),
+            ("ENGAGEWATCH_KAFKA__BATCH_WITHIN", "soon"),
+            ("ENGAGEWATCH_KAFKA__CONNECT_TIMEOUT", "0"),
+            ("ENGAGEWATCH_KAFKA__RETENTION", "forever"),
+            ("ENGAGEWATCH_KAFKA__SESSION_TIMEOUT", "5s"),
+            ("ENGAGEWATCH_KAFKA__SESSION_TIMEOUT", "6m"),
         ],
     )
     def test_bad_variable_is_named(self, monkeypatch, variable, value):
@@ -189,6 +196,10 @@ class TestSettings:
             load_settings()
         assert caught.value.code == 2
         assert f"bad setting {variable}:" in str(caught.value)
+
+    def test_session_timeout_within_bounds_is_kept(self, monkeypatch):
+        monkeypatch.setenv("ENGAGEWATCH_KAFKA__SESSION_TIMEOUT", "10s")
+        assert load_settings().kafka.session_timeout == "10s"
 
     def test_dedup_horizon_below_a_configured_grace(self, monkeypatch):
         """The horizon is checked against the grace in effect, not the default."""

@@ -26,14 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="records per batch (ENGAGEWATCH_KAFKA__BATCH_SIZE)")
     p.add_argument("--checkpoint-interval", help="e.g. 10s (ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL)")
     p.add_argument("--session-timeout", metavar="DUR",
-                   help="consumer group session timeout, e.g. 10s: how soon a dead worker's partitions move "
-                        "(default: Faust's 60s)")
+                   help="consumer group session timeout, 6s-5m, e.g. 10s: how soon a dead worker's partitions "
+                        "move (ENGAGEWATCH_KAFKA__SESSION_TIMEOUT; default: Faust's 60s)")
     p.add_argument("--no-detect", action="store_true", help="do not run the decay detectors")
     add_engine_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
     from streams import logs
+    from processors.config import parse_duration
     from streams.kafka_clients import Unreachable, describe_connection
     from streams.settings import settings_from_args
 
@@ -43,6 +44,7 @@ def main(args: argparse.Namespace) -> int:
         "store": args.store,
         "batch_size": args.batch_size,
         "checkpoint_interval": args.checkpoint_interval,
+        "session_timeout": args.session_timeout,
     }
     kafka_overrides = {k: v for k, v in kafka_overrides.items() if v is not None}
     if kafka_overrides:
@@ -52,18 +54,6 @@ def main(args: argparse.Namespace) -> int:
 
     kafka_log = logging.getLogger("kafka")
     kafka_log.setLevel(logging.CRITICAL)  # the message below says it all; kafka-python would log every retry
-    session_timeout_s = None
-    if args.session_timeout:
-        from processors.config import ConfigError, parse_duration
-
-        try:
-            session_timeout_s = parse_duration(args.session_timeout, "session_timeout") / 1000
-        except ConfigError as e:
-            print(f"engagewatch worker: bad --session-timeout: {e}", file=sys.stderr)
-            return 2
-        if not 6 <= session_timeout_s <= 300:
-            print("engagewatch worker: --session-timeout must be between 6s and 5m", file=sys.stderr)
-            return 2
     try:
         partitions = interactions_partitions(settings)
         if args.clock == "event":
@@ -88,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
 
     os.makedirs(settings.kafka.data_dir, exist_ok=True)
     runtime = WorkerRuntime(settings, args.clock, detect=not args.no_detect)
-    app = build_app(runtime, partitions, session_timeout_s)
+    session_timeout = settings.kafka.session_timeout
+    app = build_app(runtime, partitions, parse_duration(session_timeout, "") / 1000 if session_timeout else None)
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     server = None
     if port:
