@@ -37,9 +37,16 @@ def scrape_when_ready(port: int, proc: subprocess.Popen, deadline_s: float = 60.
     pytest.fail("the demo never served stream metrics")
 
 
+def _as_from_a_terminal() -> None:
+    # A job started in the background by a shell without job control (`cmd &` in a script, as CI may run the
+    # tests) inherits SIGINT ignored; a user's Ctrl-C reaches the demo with the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(port: int, *extra: str, output=subprocess.DEVNULL) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEWATCH_")}
-    return subprocess.Popen([*DEMO, "--metrics-port", str(port), *extra], stdout=output, stderr=output, env=env)
+    return subprocess.Popen([*DEMO, "--metrics-port", str(port), *extra], stdout=output, stderr=output, env=env,
+                            preexec_fn=_as_from_a_terminal)
 
 
 class TestDemo:

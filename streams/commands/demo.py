@@ -77,20 +77,21 @@ def main(args: argparse.Namespace) -> int:
              speed=args.speed, streams=len(spec.streams()))
 
     console = Console(stderr=False)
-    history: list[bytes] = []
-    with console.status(f"replaying {args.warmup} of simulated history so that windows and baselines are full…"):
-        for emitted, line in events:
-            if emitted > start_ms + warmup_ms:
-                break
-            history.append(line)
-        runner.feed(Batch(history, 1), history=True)
-    line_no = len(history) + 1
-    pending: tuple[int, bytes] | None = (emitted, line)
-    log.info("warm-up replayed", records=len(history))
-
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
-    last_shown, shown_records, rate = 0.0, 0, 0.0
-    try:
+    try:  # Ctrl-C stops the demo cleanly, in the warm-up too
+        history: list[bytes] = []
+        with console.status(f"replaying {args.warmup} of simulated history so that windows and baselines are "
+                            "full…"):
+            for emitted, line in events:
+                if emitted > start_ms + warmup_ms:
+                    break
+                history.append(line)
+            runner.feed(Batch(history, 1), history=True)
+        line_no = len(history) + 1
+        pending: tuple[int, bytes] | None = (emitted, line)
+        log.info("warm-up replayed", records=len(history))
+
+        last_shown, shown_records, rate = 0.0, 0, 0.0
         if live:
             live.start()
         while run_for_s is None or time.monotonic() - started < run_for_s:
