@@ -579,15 +579,21 @@ class WorkerRuntime:
             if fresh:
                 self._feed(partition, state, fresh)
                 self._publish_event_time(partition, state)
-        # Due checkpoints of every partition followed, fed now or not (the catch-up may have fed it last).
-        self._checkpoint_due(reading)
+        # The most overdue checkpoint of the partitions followed, fed now or not (the catch-up may have fed it last).
+        self._checkpoint_due(reading, most=1)
 
-    def _checkpoint_due(self, reading: dict[int, PartitionState]) -> None:
-        for partition, state in reading.items():
-            if state is self.partitions.get(partition) and partition in self.live and \
-                    state.offset > state.checkpointed_offset and \
-                    time.monotonic() - state.checkpointed_at >= self.checkpoint_every_s:
-                self.checkpoint(partition, state, _TableWrite(self.kafka.interactions_topic, partition))
+    def _checkpoint_due(self, reading: dict[int, PartitionState], most: int | None = None) -> None:
+        """Write the checkpoints that are due, the most overdue first, at most `most` of them. Partitions started
+        together fall due together: one a pass spreads their pauses (pickling the state holds the event loop)
+        instead of stacking them into one long stall of every partition's records."""
+        now = time.monotonic()
+        due = sorted(
+            (state.checkpointed_at, partition, state) for partition, state in reading.items()
+            if state is self.partitions.get(partition) and partition in self.live
+            and state.offset > state.checkpointed_offset and now - state.checkpointed_at >= self.checkpoint_every_s
+        )
+        for _, partition, state in due[:most]:
+            self.checkpoint(partition, state, _TableWrite(self.kafka.interactions_topic, partition))
 
     async def commit_live(self, partitions: Iterable[int] | None = None) -> None:
         """Commit, through Faust's consumer (it holds the group), the offset after the last record applied of each
