@@ -116,6 +116,7 @@ class WorkerRuntime:
         self.skipped = 0
         self.caught_up = 0
         self.checkpoints_written = 0
+        self._last_checkpoint_at = 0.0
         self.dead_letters_sent = 0
         self.clock_ts: dict[int, int] = {}
         """Partition -> largest applied ts, as published by whichever worker owns (or owned) it."""
@@ -579,13 +580,15 @@ class WorkerRuntime:
             if fresh:
                 self._feed(partition, state, fresh)
                 self._publish_event_time(partition, state)
-        # The most overdue checkpoint of the partitions followed, fed now or not (the catch-up may have fed it last).
-        self._checkpoint_due(reading, most=1)
+        # The most overdue checkpoint of the partitions followed, fed now or not (the catch-up may have fed it
+        # last), and no sooner than an even share of the interval after the previous one: pickling a partition's
+        # state holds the event loop, and partitions started together fall due together. Spread out, each pause
+        # is caught up before the next; stacked, they add up to seconds of delay for every partition's records.
+        if time.monotonic() - self._last_checkpoint_at >= self.checkpoint_every_s / max(1, len(reading)):
+            self._checkpoint_due(reading, most=1)
 
     def _checkpoint_due(self, reading: dict[int, PartitionState], most: int | None = None) -> None:
-        """Write the checkpoints that are due, the most overdue first, at most `most` of them. Partitions started
-        together fall due together: one a pass spreads their pauses (pickling the state holds the event loop)
-        instead of stacking them into one long stall of every partition's records."""
+        """Write the checkpoints that are due, the most overdue first, at most `most` of them."""
         now = time.monotonic()
         due = sorted(
             (state.checkpointed_at, partition, state) for partition, state in reading.items()
@@ -664,7 +667,7 @@ class WorkerRuntime:
         with _current_event(event):
             self.table[partition] = base64.b64encode(blob).decode("ascii")
         state.checkpointed_offset = state.offset
-        state.checkpointed_at = time.monotonic()
+        state.checkpointed_at = self._last_checkpoint_at = time.monotonic()
         self.checkpoints_written += 1
         state.checkpoint_bytes = len(blob)
 

@@ -64,14 +64,14 @@ class KafkaSettings(BaseModel):
     session_timeout: str | None = None
     """Consumer group session timeout (6s-5m): how soon a dead worker's partitions move. None: Faust's 60s."""
 
-    @field_validator("retention", "checkpoint_interval", "connect_timeout")
+    @field_validator("retention", "connect_timeout")
     @classmethod
     def _positive_duration(cls, value: str) -> str:
         if _duration_ms(value) <= 0:
             raise ValueError("must be positive")
         return value
 
-    @field_validator("batch_within")
+    @field_validator("checkpoint_interval", "batch_within")  # 0s: a checkpoint (a batch) as often as possible
     @classmethod
     def _duration(cls, value: str) -> str:
         _duration_ms(value)

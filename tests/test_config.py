@@ -181,7 +181,6 @@ class TestSettings:
             ("ENGAGEWATCH_LOG_LEVEL", "loud"),
             ("ENGAGEWATCH_KAFKA__PARTITIONS", "0"),
             ("ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL", "often"),
-            ("ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL", "0s"),
             ("ENGAGEWATCH_KAFKA__BATCH_WITHIN", "soon"),
             ("ENGAGEWATCH_KAFKA__CONNECT_TIMEOUT", "0"),
             ("ENGAGEWATCH_KAFKA__RETENTION", "forever"),
