@@ -555,6 +555,17 @@ class TestIdleStateIsDropped:
         engine.feed([orjson.dumps(like("u1", T0 + 8 * D))])
         assert stream(engine.snapshot(T0 + 8 * D)).engaged_actors == (2, 2, 2)
 
+    def test_follows_do_not_pile_up_on_a_stream_without_audience_snapshots(self):
+        """Follows wait for a snapshot that could supersede them only while a record could still be admitted
+        before them (the grace): an hour of follows without any snapshot leaves only the last few minutes'."""
+        engine = Engine(EngineConfig())
+        for minute in range(60):
+            engine.feed([orjson.dumps(follow(f"u{minute}-{i}", T0 + minute * M)) for i in range(10)])
+        gate = engine.accounts["acme"]
+        pending = len(gate.streams["x"].audience.pending)
+        assert pending <= 10 * (EngineConfig().grace_ms // M + 2)
+        assert stream(engine.snapshot(T0 + 60 * M)).audience_followers == 600
+
     @pytest.mark.parametrize("seed", range(3))
     def test_results_equal_an_engine_that_never_forgets(self, seed):
         """An engine that drops idle state gives the same snapshots as one that keeps everything."""
