@@ -120,33 +120,23 @@ def _check_sasl(kafka: KafkaSettings) -> None:
 
 def kafka_python_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection arguments shared by kafka-python's KafkaAdminClient and KafkaProducer."""
-    _check_sasl(kafka)
-    _quiet_config_logging()
     _keep_bytes_read_before_a_close()
-    conf: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers.split(","),
-        "security_protocol": kafka.security_protocol,
-        "client_id": f"{kafka.app_id}-cli",
-        "bootstrap_timeout_ms": connect_timeout_ms(kafka),
-    }
-    ctx = ssl_context(kafka)
-    if ctx is not None:
-        conf["ssl_context"] = ctx
-    if kafka.security_protocol.startswith("SASL_"):
-        conf["sasl_mechanism"] = kafka.sasl_mechanism
-        conf["sasl_plain_username"] = kafka.sasl_username
-        conf["sasl_plain_password"] = kafka.sasl_password.get_secret_value()  # type: ignore[union-attr]
-    return conf
+    return _client_config(kafka, "cli") | {"bootstrap_timeout_ms": connect_timeout_ms(kafka)}
 
 
 def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection arguments for aiokafka clients (the worker's side readers)."""
+    return _client_config(kafka, "reader")
+
+
+def _client_config(kafka: KafkaSettings, role: str) -> dict[str, Any]:
+    """Address, TLS and SASL arguments, spelled alike by kafka-python and aiokafka."""
     _check_sasl(kafka)
     _quiet_config_logging()
     conf: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers.split(","),
         "security_protocol": kafka.security_protocol,
-        "client_id": f"{kafka.app_id}-reader",
+        "client_id": f"{kafka.app_id}-{role}",
     }
     ctx = ssl_context(kafka)
     if ctx is not None:
