@@ -77,3 +77,26 @@ log.retention.check.interval.ms=60000
 log.cleaner.threads=1
 PROPERTIES
 }
+
+# Ready = our process `$1` is alive, every port after it accepts connections and the server logged that it started.
+wait_ready() {
+    local pid=$1 deadline=$((SECONDS + KAFKA_START_TIMEOUT)) port ready ports
+    shift
+    ports="$*"
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || {
+            tail -n 40 "$LOGS/server.log" "$LOGS/stdout.log" >&2 2>/dev/null || true
+            die "the broker exited during start-up (logs: $LOGS)"
+        }
+        ready=1
+        for port in "$@"; do
+            port_open "$port" || ready=0
+        done
+        if ((ready)) && grep -q "Kafka Server started" "$LOGS/server.log" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2  # polling a condition, not a fixed wait
+    done
+    tail -n 40 "$LOGS/server.log" >&2 2>/dev/null || true
+    die "the broker did not answer on 127.0.0.1:${ports// //} within ${KAFKA_START_TIMEOUT}s (logs: $LOGS)"
+}

@@ -189,24 +189,6 @@ EOF
     )
 }
 
-# Ready = our process is alive, both TLS listeners accept connections and the server logged that it started.
-wait_ready() {
-    local pid=$1 deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        kill -0 "$pid" 2>/dev/null || {
-            tail -n 40 "$LOGS/server.log" "$LOGS/stdout.log" >&2 2>/dev/null || true
-            die "the broker exited during start-up (logs: $LOGS)"
-        }
-        if port_open "$SASL_PORT" && port_open "$SSL_PORT" \
-            && grep -q "Kafka Server started" "$LOGS/server.log" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2  # polling a condition, not a fixed wait
-    done
-    tail -n 40 "$LOGS/server.log" >&2 2>/dev/null || true
-    die "the broker did not answer on 127.0.0.1:$SASL_PORT/$SSL_PORT within ${KAFKA_START_TIMEOUT}s (logs: $LOGS)"
-}
-
 cmd_start() {
     local pid port
     if pid="$(running_pid)"; then
@@ -228,7 +210,7 @@ cmd_start() {
     (trap '' HUP; java_cmd kafka.Kafka "$CONFIG") >"$LOGS/stdout.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PIDFILE"
-    wait_ready "$pid"
+    wait_ready "$pid" "$SASL_PORT" "$SSL_PORT"
     say "Apache Kafka $KAFKA_VERSION running (pid $pid): SASL_SSL 127.0.0.1:$SASL_PORT," \
         "SSL (client certificate required) 127.0.0.1:$SSL_PORT; log: $LOGS/server.log;" \
         "client settings: $RUN/{scram-sha-512,scram-sha-256,plain,mtls}.env"
