@@ -203,12 +203,16 @@ class WorkerRuntime:
         """Per owned partition: high watermark (as last fetched by the consumer) minus the next offset to apply."""
         from faust.types import TP
 
-        consumer = getattr(self.app, "consumer", None) if self.app is not None else None
-        if consumer is None:
+        exported = self._exported()
+        if not exported or self.app is None:
+            # Not `app.consumer` before a partition is assigned: Faust creates its consumer on first access, and
+            # created from this scrape thread it would bind its thread service to this thread's event loop; the
+            # worker's start then fails ("Future attached to a different loop") and the worker never consumes.
             return {}
+        consumer = self.app.consumer
         reader = self.reader
         out = {}
-        for p, s in self._exported().items():
+        for p, s in exported.items():
             try:
                 if reader is not None and p in self.live:
                     # Faust's consumer no longer fetches a partition the live reader follows
