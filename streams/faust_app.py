@@ -480,8 +480,7 @@ class WorkerRuntime:
             if fresh:
                 self._feed(partition, state, [e.message for e in fresh])
                 self._publish_event_time(partition, state)
-            if state.offset > state.checkpointed_offset and \
-                    time.monotonic() - state.checkpointed_at >= self.checkpoint_every_s:
+            if self._checkpoint_is_due(state, time.monotonic()):
                 # Any event of the partition (even a skipped one) tells the table where to write.
                 self.checkpoint(partition, state, group[-1])
         await self._flush()
@@ -597,10 +596,14 @@ class WorkerRuntime:
         due = sorted(
             (state.checkpointed_at, partition, state) for partition, state in reading.items()
             if state is self.partitions.get(partition) and partition in self.live
-            and state.offset > state.checkpointed_offset and now - state.checkpointed_at >= self.checkpoint_every_s
+            and self._checkpoint_is_due(state, now)
         )
         for _, partition, state in due[:most]:
             self.checkpoint(partition, state, _TableWrite(self.kafka.interactions_topic, partition))
+
+    def _checkpoint_is_due(self, state: PartitionState, now: float) -> bool:
+        """Records were applied since the last checkpoint, which is at least an interval old."""
+        return state.offset > state.checkpointed_offset and now - state.checkpointed_at >= self.checkpoint_every_s
 
     async def commit_live(self, partitions: Iterable[int] | None = None) -> None:
         """Commit, through Faust's consumer (it holds the group), the offset after the last record applied of each
