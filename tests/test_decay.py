@@ -8,7 +8,7 @@ import random
 import pytest
 
 from processors.alert_event import AlertEvent
-from processors.decay import CRITICAL, DECAY, HOLLOW, SILENT, DecayConfig, DecayMonitor
+from processors.decay import CRITICAL, DECAY, DEFAULT_RULES, HOLLOW, SILENT, DecayConfig, DecayMonitor, _Cusum
 from processors.seasonal_baseline import HOUR_MS, SeasonalBaseline, day_of_week
 from streams.backtest_scenarios import DAY_MS, EPOCH_MS, Scenario, simulate
 
@@ -62,6 +62,33 @@ class TestSeasonalBaseline:
         for h in range(h0, h0 + 48):
             b.observe_hour(h, 10)
         assert b.expected(EPOCH_MS + 30 * 60_000, EPOCH_MS + 120 * 60_000) == pytest.approx(15, rel=0.01)
+
+
+def evidence(window: str, rate: float, shortfall: float, hours: int, tolerant: bool = True) -> float:
+    """Nats the default rule of `window` banks from `hours` of exact counts `shortfall` below a flat baseline."""
+    rule = next(r for r in DEFAULT_RULES if r.window == window)
+    cusum = _Cusum(rule.drops, math.inf, rule.tolerance if tolerant else 0.0, rule.tolerance_rate)
+    for _ in range(hours):
+        cusum.update(rate * (1 - shortfall), rate, 1.0)
+    return cusum.statistic()[0]
+
+
+class TestDefaultRules:
+    @pytest.mark.parametrize("window", ["1h", "24h"])
+    def test_a_day_slightly_below_baseline_is_no_evidence_on_a_large_stream(self, window):
+        """A whole day 12 % under the baseline of an 80/h stream (day-to-day over-dispersion) banks nothing."""
+        assert evidence(window, 80, 0.12, 24) < 1.0
+
+    @pytest.mark.parametrize("window", ["1h", "24h"])
+    def test_a_real_drop_on_a_large_stream_crosses_the_threshold_within_hours(self, window):
+        """A 30 % drop on an 80/h stream reaches each rule's threshold within 6 hours."""
+        rule = next(r for r in DEFAULT_RULES if r.window == window)
+        assert evidence(window, 80, 0.30, 6) >= rule.threshold
+
+    @pytest.mark.parametrize("window", ["1h", "24h"])
+    def test_the_tolerance_fades_on_small_streams(self, window):
+        """On a 3/h stream, where Poisson noise dwarfs a misfit, the tolerance costs under 5 % of the evidence."""
+        assert evidence(window, 3, 0.30, 48) >= 0.95 * evidence(window, 3, 0.30, 48, tolerant=False) > 0
 
 
 class TestDecayMonitor:
