@@ -335,6 +335,25 @@ class _Stream:
         if "camp_buf" not in state:  # a checkpoint from before campaign lifts
             self._reset_campaign()
 
+    def adopt(self, cfg: DecayConfig) -> None:
+        """Take the settings of the monitor restoring this stream: a release or setting that changes a decay rule
+        applies to restored streams too. Each window keeps its state and, while its design drops are unchanged,
+        its evidence. The baselines keep the settings they were built with."""
+        old = {w.rule.window: w for w in self.windows}
+        self.cfg = cfg
+        self.windows = []
+        for rule in cfg.rules:
+            if rule.window not in cfg.windows:
+                continue
+            w = _Window(rule, cfg.windows.index(rule.window), cfg)
+            kept = old.get(rule.window)
+            if kept is not None:
+                w.machine = kept.machine
+                if kept.rule.drops == rule.drops:
+                    c = kept.cusum
+                    w.cusum.s, w.cusum.n, w.cusum.m = [min(x, w.cusum.cap) for x in c.s], c.n, c.m
+            self.windows.append(w)
+
     # -- per tick ---------------------------------------------------------------------------------------
 
     def observe(self, cfg: DecayConfig, T: int, snap: Any) -> list[AlertEvent]:
@@ -765,4 +784,6 @@ class DecayMonitor:
     def from_bytes(cls, config: DecayConfig, data: bytes) -> "DecayMonitor":
         m = cls(config)
         m._streams, m._fired, m._t = pickle.loads(data)
+        for st in m._streams.values():
+            st.adopt(config)
         return m

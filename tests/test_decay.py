@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -166,3 +167,17 @@ class TestDecayMonitor:
         tail_a = [x for T, o in obs[cut:] for x in a.observe(T, (o,))]
         tail_b = [x for T, o in obs[cut:] for x in b.observe(T, (o,))]
         assert tail_a == tail_b and tail_a
+
+    def test_restored_streams_take_the_restoring_rules(self):
+        """After an upgrade that changes a rule, restored streams test with the new rule and keep their evidence."""
+        onset = EPOCH_MS + 8 * DAY_MS
+        obs = list(simulate(scenario(kind="sudden", decay_size=0.5, decay_onset_ms=onset), TICK))
+        before = DecayMonitor()
+        for T, o in obs[: onset // TICK - EPOCH_MS // TICK + 12]:  # an hour into the decay
+            before.observe(T, (o,))
+        stricter = tuple(dataclasses.replace(r, threshold=r.threshold + 1) for r in DEFAULT_RULES)
+        after = DecayMonitor.from_bytes(DecayConfig(rules=stricter), before.to_bytes())
+        (was,), (now,) = before._streams.values(), after._streams.values()
+        assert [w.rule for w in now.windows] == list(stricter)
+        assert [w.cusum.statistic() for w in now.windows] == [w.cusum.statistic() for w in was.windows]
+        assert any(w.cusum.statistic()[0] > 0 for w in now.windows)
