@@ -173,7 +173,9 @@ class TestDecayMonitor:
         onset = EPOCH_MS + 8 * DAY_MS
         obs = list(simulate(scenario(kind="sudden", decay_size=0.5, decay_onset_ms=onset), TICK))
         before = DecayMonitor()
-        for T, o in obs[: onset // TICK - EPOCH_MS // TICK + 12]:  # an hour into the decay
+        for T, o in obs:
+            if T > onset + HOUR_MS:  # an hour into the decay
+                break
             before.observe(T, (o,))
         stricter = tuple(dataclasses.replace(r, threshold=r.threshold + 1) for r in DEFAULT_RULES)
         after = DecayMonitor.from_bytes(DecayConfig(rules=stricter), before.to_bytes())
