@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_DURATION = re.compile(r"\A(\d+)(ms|s|m|h|d|w)\Z")
+_DURATION = re.compile(r"\A(\d+)(ms|s|m|h|d|w)\Z", re.ASCII)
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 UNKNOWN_ACTOR_POLICIES = ("follower", "not_follower")

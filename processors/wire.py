@@ -25,8 +25,9 @@ VIEW, FOLLOW, UNFOLLOW, AUDIENCE = (TYPE_CODE[t] for t in ("view", "follow", "un
 PLATFORM_RE = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,31}\Z")
 ACCOUNT_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}\Z")
 CAMPAIGN_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+# re.ASCII: without it `\d` also matches other scripts' digits, which `int()` then reads as if they were ASCII.
 RFC3339_RE = re.compile(
-    r"\A(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
+    r"\A(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z", re.ASCII
 )
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

@@ -36,9 +36,11 @@ INT64_MAX = 2**63 - 1
 PLATFORM_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 ACCOUNT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 CAMPAIGN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-# RFC 3339 date-time: "T"/"Z" may be lower case; the offset is mandatory; any number of fraction digits.
+# RFC 3339 date-time: "T"/"Z" may be lower case; the offset is mandatory; any number of fraction digits; ASCII
+# digits only.
 RFC3339_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 
 ENGAGING_TYPES = frozenset({"like", "comment", "share", "reply", "mention", "save", "click"})

@@ -114,7 +114,7 @@ class TestDurations:
         """A duration converts to milliseconds."""
         assert parse_duration(text, "grace") == ms
 
-    @pytest.mark.parametrize("text", ["abc", "", "1.5h", "-5m", "5 m", "5M", "1y", "h"])
+    @pytest.mark.parametrize("text", ["abc", "", "1.5h", "-5m", "5 m", "5M", "1y", "h", "\u0665m"])
     def test_parse_rejects(self, text):
         """Anything else raises ConfigError naming the setting it was given for."""
         with pytest.raises(ConfigError) as caught:

@@ -78,6 +78,7 @@ INVALID = [
     ("ts fractional number", record(LIKE, ts=1_767_225_630_000.5)),
     ("ts text", record(LIKE, ts="not a time")),
     ("ts without offset", record(LIKE, ts="2026-01-01T00:00:30")),
+    ("ts in Arabic-Indic digits", record(LIKE, ts="\u0662\u0660\u0662\u0666-01-01T00:00:30Z")),
     ("ts date only", record(LIKE, ts="2026-01-01")),
     ("ts impossible date", record(LIKE, ts="2026-02-30T00:00:30Z")),
     ("ts hour 24", record(LIKE, ts="2026-01-01T24:00:30Z")),

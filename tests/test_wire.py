@@ -342,7 +342,8 @@ class TestTimestamps:
     @pytest.mark.parametrize(
         "text",
         ["2026-01-01T00:00:00", "2026-01-01T00:00:60Z", "2026-04-31T00:00:00Z", "2026-01-01 00:00:00Z",
-         "2026-01-01T00:00:00+5:30", "0000-01-01T00:00:00Z", "", "2026-01-01T00:00:00ZZ"],
+         "2026-01-01T00:00:00+5:30", "0000-01-01T00:00:00Z", "", "2026-01-01T00:00:00ZZ",
+         "\u0662\u0660\u0662\u0666-01-01T00:00:00Z", "2026-01-01T00:00:00.\uff11Z"],  # digits of other scripts
     )
     def test_rejects(self, text):
         """A string that is not an RFC 3339 date-time with offset gives None."""
