@@ -112,6 +112,19 @@ def expected_dead_letters(dead: list[dict]) -> collections.Counter:
     )
 
 
+def add_partitions(env, topic: str, total: int) -> None:
+    """Grow `topic` to `total` partitions, as an operator scaling up would."""
+    with warnings.catch_warnings():  # see read_dead_letters
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka.admin import KafkaAdminClient, NewPartitions
+
+        admin = KafkaAdminClient(bootstrap_servers=env["ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS"])
+        try:
+            admin.create_partitions({topic: NewPartitions(total_count=total)})
+        finally:
+            admin.close()
+
+
 def read_dead_letters(env, expected: int, timeout_s: float = 60) -> list[tuple[str, bytes, int, int]]:
     """(reason, bytes, source partition, source offset) of every dead letter in the topic (at least `expected`)."""
     # kafka-python 3.0 loads its protocol schemas with importlib.resources.read_text/open_text, deprecated in 3.11.

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka_harness import (
-    Worker, assert_same_series, create_topics, engagewatch, expected_dead_letters, families, free_port,
+    Worker, add_partitions, assert_same_series, create_topics, engagewatch, expected_dead_letters, families, free_port,
     read_dead_letters,
     records_in, replay, value,
 )
@@ -117,6 +117,17 @@ class TestUnreachable:
         out = engagewatch(kafka_env, "worker", "--metrics-port", "0", timeout=60)
         assert out.returncode == 1
         assert "run `engagewatch topics create`" in out.stderr
+
+    def test_worker_refuses_checkpoints_made_for_another_partition_count(self, kafka_env):
+        """Partitions added to the interactions topic after its checkpoint changelog was made: the worker exits 2
+        naming both topics and the setting, where Faust would fail on every checkpoint and never exit."""
+        create_topics(kafka_env)
+        topic, app = kafka_env["ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC"], kafka_env["ENGAGEWATCH_KAFKA__APP_ID"]
+        add_partitions(kafka_env, topic, 6)
+        out = engagewatch(kafka_env, "worker", "--metrics-port", "0", timeout=60)
+        assert out.returncode == 2
+        assert f"{topic} has 6 partitions but its checkpoint changelog {app}-checkpoints-changelog has 4" in out.stderr
+        assert "ENGAGEWATCH_KAFKA__APP_ID" in out.stderr
 
 
 class TestWorkerMetrics:

@@ -10,6 +10,8 @@ import argparse
 import logging
 import os
 import sys
+import threading
+import time
 
 HELP = "run a Faust worker on the interactions topic"
 
@@ -56,6 +58,10 @@ def main(args: argparse.Namespace) -> int:
     kafka_log.setLevel(logging.CRITICAL)  # the message below says it all; kafka-python would log every retry
     try:
         partitions = interactions_partitions(settings)
+        mismatch = checkpoints_mismatch(settings, partitions)
+        if mismatch:
+            print(f"engagewatch worker: {mismatch}", file=sys.stderr)
+            return 2
         if args.clock == "event":
             ensure_event_clock_topic(settings)
     except Unreachable as e:
@@ -90,14 +96,28 @@ def main(args: argparse.Namespace) -> int:
              metrics=f"{settings.metrics_host}:{port}" if port else None)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, override_logging=False,
                           redirect_stdouts=False)
+    code = 0
     try:
         worker.execute_from_commandline()
     except SystemExit as e:
-        return int(e.code or 0)
+        code = int(e.code or 0)
     finally:
         if server is not None:
             server.shutdown()
-    return 0
+    deadline = time.monotonic() + 10  # time for a thread that is finishing anyway
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+    lingering = [t.name for t in threading.enumerate()
+                 if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if lingering:
+        # A service Faust failed to stop keeps its thread, and the interpreter would wait for it forever.
+        log.error("threads still running after the worker stopped; exiting anyway", threads=lingering)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 1)
+    return code
 
 
 def interactions_partitions(settings) -> int:
@@ -115,6 +135,29 @@ def interactions_partitions(settings) -> int:
         raise Unreachable(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}; "
                           "run `engagewatch topics create`")
     return len(found[0]["partitions"])
+
+
+def checkpoints_mismatch(settings, partitions: int) -> str | None:
+    """Why the checkpoint changelog cannot serve an interactions topic of `partitions` partitions, if it cannot.
+
+    Checkpoint i is the state of interactions partition i, so the counts must be equal. Faust only finds out when
+    it first writes a checkpoint, and then fails on every write (stopping included) instead of exiting.
+    """
+    from streams.kafka_clients import admin_client, changelog_topic
+
+    name = changelog_topic(settings.kafka)
+    admin = admin_client(settings)
+    try:
+        meta = admin.describe_topics([name])
+    finally:
+        admin.close()
+    found = [t for t in meta if t["name"] == name and not t["error_code"]]
+    if not found or len(found[0]["partitions"]) == partitions:
+        return None
+    return (f"topic {settings.kafka.interactions_topic} has {partitions} partitions but its checkpoint changelog "
+            f"{name} has {len(found[0]['partitions'])}: the checkpoints of ENGAGEWATCH_KAFKA__APP_ID="
+            f"{settings.kafka.app_id} no longer fit the topic. Use a new APP_ID on a topic whose partition count "
+            "stays fixed (docs/operations.md, More partitions)")
 
 
 def ensure_event_clock_topic(settings) -> None:
