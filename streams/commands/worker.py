@@ -122,19 +122,14 @@ def main(args: argparse.Namespace) -> int:
 
 def interactions_partitions(settings) -> int:
     """Partition count of the interactions topic; `Unreachable` when the cluster or the topic is not there."""
-    from streams.kafka_clients import Unreachable, admin_client
+    from streams.kafka_clients import Unreachable
 
-    admin = admin_client(settings)
-    try:
-        topic = settings.kafka.interactions_topic
-        meta = admin.describe_topics([topic])
-    finally:
-        admin.close()
-    found = [t for t in meta if t["name"] == topic and not t["error_code"]]
-    if not found:
+    topic = settings.kafka.interactions_topic
+    count = partition_count(settings, topic)
+    if count is None:
         raise Unreachable(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}; "
                           "run `engagewatch topics create`")
-    return len(found[0]["partitions"])
+    return count
 
 
 def checkpoints_mismatch(settings, partitions: int) -> str | None:
@@ -143,21 +138,29 @@ def checkpoints_mismatch(settings, partitions: int) -> str | None:
     Checkpoint i is the state of interactions partition i, so the counts must be equal. Faust only finds out when
     it first writes a checkpoint, and then fails on every write (stopping included) instead of exiting.
     """
-    from streams.kafka_clients import admin_client, changelog_topic
+    from streams.kafka_clients import changelog_topic
 
     name = changelog_topic(settings.kafka)
-    admin = admin_client(settings)
-    try:
-        meta = admin.describe_topics([name])
-    finally:
-        admin.close()
-    found = [t for t in meta if t["name"] == name and not t["error_code"]]
-    if not found or len(found[0]["partitions"]) == partitions:
+    count = partition_count(settings, name)
+    if count is None or count == partitions:
         return None
     return (f"topic {settings.kafka.interactions_topic} has {partitions} partitions but its checkpoint changelog "
-            f"{name} has {len(found[0]['partitions'])}: the checkpoints of ENGAGEWATCH_KAFKA__APP_ID="
-            f"{settings.kafka.app_id} no longer fit the topic. Use a new APP_ID on a topic whose partition count "
-            "stays fixed (docs/operations.md, More partitions)")
+            f"{name} has {count}: the checkpoints of ENGAGEWATCH_KAFKA__APP_ID={settings.kafka.app_id} no "
+            "longer fit the topic. Use a new APP_ID on a topic whose partition count stays fixed "
+            "(docs/operations.md, More partitions)")
+
+
+def partition_count(settings, topic: str) -> int | None:
+    """Partitions of `topic`, None when it does not exist; `Unreachable` when the cluster is not there."""
+    from streams.kafka_clients import admin_client
+
+    admin = admin_client(settings)
+    try:
+        meta = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    found = [t for t in meta if t["name"] == topic and not t["error_code"]]
+    return len(found[0]["partitions"]) if found else None
 
 
 def ensure_event_clock_topic(settings) -> None:
