@@ -1,7 +1,9 @@
 """Pytest plugin: the real local Apache Kafka broker for tests marked `kafka`.
 
 The session fixture `kafka_bootstrap` uses a broker already answering on 127.0.0.1:$KAFKA_PORT (default 9092),
-or starts one with deploy/local/kafka.sh and stops it at the end of the session. Never a mock.
+or starts one with deploy/local/kafka.sh and stops it at the end of the session. Never a mock. Without Java (or
+Maven, before the jars are fetched) the broker tests skip, or fail under ENGAGEWATCH_TEST_REQUIRE_ALL=1 (see
+prerequisites.py).
 Register with `pytest_plugins = ["tests.kafka_broker"]` in tests/conftest.py.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prerequisites import tool
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SH = ROOT / "deploy" / "local" / "kafka.sh"
@@ -32,6 +35,10 @@ def kafka_bootstrap() -> Iterator[str]:
     port = int(os.environ.get("KAFKA_PORT", "9092"))
     started = False
     if not _port_open(port):
+        tool("java", "openjdk-17-jre-headless")
+        home = Path(os.environ.get("KAFKA_HOME", KAFKA_SH.parent / ".kafka"))
+        if not any(home.glob("libs-*/kafka_*.jar")):
+            tool("mvn", "maven")  # fetches the Kafka jars from Maven Central, once
         env = os.environ | {"KAFKA_PORT": str(port)}
         result = subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, capture_output=True, text=True,
                                 timeout=600)

@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import pytest
+from prerequisites import tool
 from prometheus_client import CollectorRegistry
 
 from processors.alert_event import AlertEvent
@@ -134,9 +135,7 @@ class _Hook(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def alertmanager(tmp_path):
     """A real Alertmanager on a free port, notifying a local webhook (send_resolved) that the test reads."""
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        pytest.skip("prometheus-alertmanager is not installed")
+    binary = shutil.which("alertmanager") or tool("prometheus-alertmanager", "prometheus-alertmanager")
     received: queue.Queue = queue.Queue()
     handler = type("Hook", (_Hook,), {"received": received})
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

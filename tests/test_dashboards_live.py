@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -37,6 +36,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prerequisites import tool
 
 yaml = pytest.importorskip("yaml")
 
@@ -46,12 +46,7 @@ DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 LOCAL_CONFIG = PROMETHEUS_DIR / "prometheus-local.yml"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
-PROMETHEUS = shutil.which("prometheus")
-
-pytestmark = [
-    pytest.mark.prometheus,
-    pytest.mark.skipif(PROMETHEUS is None, reason="the `prometheus` binary is not installed (Debian package prometheus)"),
-]
+pytestmark = pytest.mark.prometheus
 
 SCRAPE_INTERVAL_S = 1
 # Grafana's built-in variables for this scrape interval: $__rate_interval = max(4 x scrape interval,
@@ -182,6 +177,7 @@ def panel_queries(dashboard: dict) -> list[tuple[str, str, str]]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> dict:
     """`engagewatch demo` and a Prometheus scraping it, both ready; yields the Prometheus base URL and logs."""
+    prometheus = tool("prometheus", "prometheus")
     tmp = tmp_path_factory.mktemp("dashboards-live")
     demo_port, prom_port = _free_port(), _free_port()
     while prom_port == demo_port:
@@ -216,7 +212,7 @@ def live(tmp_path_factory) -> dict:
     prom_log = tmp / "prometheus.log"
     with open(prom_log, "wb") as out:
         prom = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config_path}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+            [prometheus, f"--config.file={config_path}", f"--storage.tsdb.path={tmp / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
             cwd=tmp, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from prerequisites import tool
 
 yaml = pytest.importorskip("yaml")
 
@@ -316,9 +316,7 @@ class TestDashboards:
     @pytest.mark.prometheus
     def test_queries_are_valid_promql(self, tmp_path: Path) -> None:
         """Every query, variables substituted, is accepted by `promtool check rules` as a recording rule."""
-        promtool = shutil.which("promtool")
-        if promtool is None:
-            pytest.skip("promtool is not installed (Debian package prometheus)")
+        promtool = tool("promtool", "prometheus")
         rules = [
             {"record": f"dashboard_query_{i}", "expr": substitute(expr)}
             for i, expr in enumerate(e for _, d in dashboards() for e in all_queries(d))

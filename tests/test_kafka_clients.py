@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
+from prerequisites import tool
 from pydantic import SecretStr
 
 from streams.kafka_clients import (
@@ -31,8 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, str]:
     """A CA and a client certificate whose PEM key is encrypted with KEY_PASSWORD (openssl)."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make test certificates")
+    tool("openssl", "openssl")  # makes the test certificates
     d = tmp_path_factory.mktemp("pki")
 
     def run(*args: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prerequisites import tool
 from kafka_harness import ROOT, Worker, assert_same_series, engagewatch, records_in, run_reference
 
 pytestmark = pytest.mark.kafka
@@ -54,9 +54,9 @@ class SecureBroker:
 def secure_broker() -> Iterator[SecureBroker]:
     """The TLS-only broker on 127.0.0.1:$KAFKA_SECURE_SASL_PORT (SASL_SSL) and the next port (SSL, mutual TLS):
     used when it already runs, otherwise started here and stopped at the end of the module."""
-    missing = [tool for tool in ("java", "keytool", "openssl") if not shutil.which(tool)]
-    if missing:
-        pytest.skip(f"the secure local broker needs {', '.join(missing)} (Java 17 and openssl)")
+    tool("java", "openjdk-17-jre-headless")
+    tool("keytool", "openjdk-17-jre-headless")
+    tool("openssl", "openssl")
     started = False
     if _secure_sh("status").returncode != 0:
         result = _secure_sh("start", timeout=600)

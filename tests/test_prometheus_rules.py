@@ -1,17 +1,17 @@
 """Prometheus rules, their promtool unit tests, and the Alertmanager sample configuration.
 
-The promtool/amtool tests run Debian's `prometheus` and `prometheus-alertmanager` binaries and skip (with the
-reason) where they are not installed; the conventions checks only read the YAML.
+The promtool/amtool tests run Debian's `prometheus` and `prometheus-alertmanager` binaries (see prerequisites.py
+for when they are missing); the conventions checks only read the YAML.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from prerequisites import tool
 
 yaml = pytest.importorskip("yaml")
 
@@ -26,11 +26,6 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 SEVERITIES = {"critical", "warning", "info"}
 
 
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (Debian package {package})")
-    return path
 
 
 def _run(*argv: str | Path) -> subprocess.CompletedProcess:
@@ -65,12 +60,12 @@ def _runbook_anchors() -> set[str]:
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    return _tool("promtool", "prometheus")
+    return tool("promtool", "prometheus")
 
 
 @pytest.fixture(scope="module")
 def amtool() -> str:
-    return _tool("amtool", "prometheus-alertmanager")
+    return tool("amtool", "prometheus-alertmanager")
 
 
 @pytest.mark.prometheus
