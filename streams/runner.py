@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import gzip
 import os
 import queue
 import threading
@@ -49,6 +50,11 @@ def file_batches(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Batch]
             line_no += len(lines)
     if carry:
         yield Batch([carry], line_no)
+
+
+def open_source(path: str) -> BinaryIO:
+    """A file of records, decompressed on the fly when its name ends in `.gz`."""
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
 def follow_batches(f: BinaryIO, max_lines: int = 2_000, max_wait_s: float = 0.2) -> Iterator[Batch | None]:

@@ -6,6 +6,7 @@ File runs call `streams.cli.main` in-process; stdin runs start the real `engagew
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import logging
 import os
@@ -170,6 +171,28 @@ class TestFileRun:
         data = line("a", T0 + M) + b"\n" + line("b", T0 + M - 1)
         _, found, _ = run(tmp_path, data, "--grace", "0s", "--dedup-horizon", "1h")
         assert get(found, "engagewatch_events_total", outcome="late") == 1
+
+    def test_gzip_source_gives_the_series_of_the_plain_file(self, tmp_path):
+        """A source named *.gz is decompressed on the fly: same series, same dead letters and line numbers."""
+        plain = run(tmp_path, b"\n".join(DIRTY))
+        packed = tmp_path / "in.jsonl.gz"
+        packed.write_bytes(gzip.compress(b"\n".join(DIRTY)))
+        out, dead = tmp_path / "gz.prom", tmp_path / "gz-dead.jsonl"
+        assert cli.main(["run", "--source", str(packed), "--metrics-out", str(out), "--dead-letter", str(dead)]) == 0
+        letters = [orjson.loads(x) for x in dead.read_bytes().splitlines()]
+        assert series(out.read_text()) == plain[1]
+        assert [(e["line"], e["reason"]) for e in letters] == [(e["line"], e["reason"]) for e in plain[2]]
+
+    @pytest.mark.parametrize("damage", ["not gzip", "truncated"])
+    def test_unreadable_gzip_source(self, tmp_path, capsys, damage):
+        """A .gz source that is not gzip, or ends early, exits 2 naming it and writes no exposition."""
+        data = gzip.compress(b"\n".join(line(f"i{i}", T0 + i) for i in range(5_000)))
+        packed = tmp_path / "in.jsonl.gz"
+        packed.write_bytes(b"\n".join(DIRTY) if damage == "not gzip" else data[: len(data) // 2])
+        out = tmp_path / "out.prom"
+        assert cli.main(["run", "--source", str(packed), "--metrics-out", str(out)]) == 2
+        assert f"cannot read --source {packed}" in capsys.readouterr().err
+        assert not out.exists()
 
     def test_missing_source(self, tmp_path, capsys):
         """A source that cannot be read exits 2 with a message naming it, and writes no exposition."""

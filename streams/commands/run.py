@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import sys
 import time
+import zlib
 
 from processors.engine import Engine
 from streams import logs
 from streams.exporter import serve
 from streams.progress import Progress
-from streams.runner import DeadLetterFile, EmbeddedRunner, file_batches, follow_batches, start_detection
+from streams.runner import (
+    DeadLetterFile, EmbeddedRunner, file_batches, follow_batches, open_source, start_detection,
+)
 from streams.settings import add_engine_arguments, settings_from_args
 
 HELP = "process a file or stdin with the embedded runner (no broker)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True, metavar="PATH|-", help="a .jsonl file, or - for stdin")
+    p.add_argument("--source", required=True, metavar="PATH|-",
+                   help="a .jsonl file (read through gzip when its name ends in .gz), or - for stdin")
     p.add_argument("--clock", choices=("event", "wall"),
                    help="evaluation time: the largest applied ts (event) or now (wall); "
                         "default event for a file, wall for stdin")
@@ -51,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
         log.info("serving metrics", host=settings.metrics_host, port=port)
 
     try:
-        source = sys.stdin.buffer if live else open(args.source, "rb")
+        source = sys.stdin.buffer if live else open_source(args.source)
     except OSError as e:
         print(f"engagewatch run: cannot read --source {args.source}: {e.strerror}", file=sys.stderr)
         return 2
@@ -70,6 +75,9 @@ def main(args: argparse.Namespace) -> int:
             progress.update()
     except KeyboardInterrupt:
         log.info("interrupted")
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # a .gz source that is not gzip, truncated or corrupt
+        print(f"engagewatch run: cannot read --source {args.source}: {e}", file=sys.stderr)
+        return 2
     finally:
         progress.close()
         if dead_letters:
