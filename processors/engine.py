@@ -80,7 +80,7 @@ class Engine:
         unknown_is_follower = cfg.unknown_actor == "follower"
         threshold = cfg.influencer_threshold
         validator = self._validator
-        hours, campaigns = validator.hours, validator.campaigns
+        hours, campaigns, platforms = validator.hours, validator.campaigns, validator.platforms
         accounts = self.accounts
         loads, decode_error, core = orjson.loads, orjson.JSONDecodeError, _CORE_FIELDS
         dead: list[DeadLetter] = []
@@ -105,7 +105,10 @@ class Engine:
                 type_name, account, platform, ident, ts, actor = core(rec)
                 code = _FAST_TYPE_CODE[type_name]
                 gate = accounts[account]
-                stream = gate.streams[platform]
+                stream = gate.streams.get(platform)
+                # No stream yet, or none to be had past the stream budget: still fast once the name is known valid.
+                if stream is None and platform not in platforms:
+                    raise _SlowPath
                 if type(ts) is str:
                     # Records come roughly in time order: most share the previous record's hour.
                     if not ts.startswith(hour_prefix):

@@ -90,17 +90,17 @@ class Validator:
     """Checks a decoded record against wire format v1 and returns its event time.
 
     `check(record)` returns the `ts` in epoch milliseconds for a valid record, or a `Rejection` naming the
-    first problem. It also fills the memos the engine's fast path reads: valid campaign names, and valid
-    `YYYY-MM-DDTHH:` prefixes of timestamps with the epoch milliseconds of that hour.
+    first problem. It also fills the memos the engine's fast path reads: valid platform and campaign names, and
+    valid `YYYY-MM-DDTHH:` prefixes of timestamps with the epoch milliseconds of that hour.
     """
 
-    __slots__ = ("campaigns", "hours", "_accounts", "_platforms")
+    __slots__ = ("campaigns", "hours", "platforms", "_accounts")
 
     def __init__(self) -> None:
         self.campaigns: dict[str, bool] = {}
         self.hours: dict[str, int] = {}  # "2026-01-01T00:" -> epoch ms of that hour
         self._accounts: dict[str, bool] = {}
-        self._platforms: dict[str, bool] = {}
+        self.platforms: dict[str, bool] = {}
 
     def check(self, rec: dict) -> int | Rejection:
         """The slow path: check every field in a fixed order, remember valid strings, name the first problem."""
@@ -117,7 +117,7 @@ class Validator:
         for name, required, problem in (
             ("id", True, _bounded_string),
             ("ts", True, _timestamp),
-            ("platform", True, self._remembered(self._platforms, PLATFORM_RE)),
+            ("platform", True, self._remembered(self.platforms, PLATFORM_RE)),
             ("account", True, self._remembered(self._accounts, ACCOUNT_RE)),
             ("actor", not is_audience, _bounded_string),
             ("follower", False, _boolean),
