@@ -9,9 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka_harness import (
-    Worker, add_partitions, assert_same_series, create_topics, engagewatch, expected_dead_letters, families, free_port,
-    read_dead_letters,
-    records_in, replay, value,
+    Worker, add_partitions, assert_same_series, create_topics, engagewatch, expected_dead_letters, families,
+    free_port, read_dead_letters, records_in, replay, value,
 )
 
 pytestmark = pytest.mark.kafka

@@ -26,8 +26,6 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 SEVERITIES = {"critical", "warning", "info"}
 
 
-
-
 def _run(*argv: str | Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
 
