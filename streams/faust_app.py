@@ -527,6 +527,7 @@ class WorkerRuntime:
         partition's records after the engine's offset, publish the event time, flush the producer, checkpoint and
         commit when due. Reconnects by itself after a broker outage."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
+        from faust.exceptions import PartitionsMismatch
 
         self._live_exited = asyncio.Event()
         topic = self.kafka.interactions_topic
@@ -562,6 +563,10 @@ class WorkerRuntime:
                             await self.commit_live()
                 except asyncio.CancelledError:
                     raise
+                except PartitionsMismatch as e:  # partitions added under a running worker: no retry can help
+                    log.error("checkpoints no longer fit the topic; stopping", error=str(e))
+                    await self.app.crash(e)
+                    return
                 except Exception as e:  # noqa: BLE001 - keep reading; the worker must not die of a broker outage
                     log.warning("live reader failed; retrying", error=f"{type(e).__name__}: {e}")
                     await asyncio.sleep(1.0)

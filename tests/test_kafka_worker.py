@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 from kafka_harness import (
-    Worker, add_partitions, assert_same_series, create_topics, engagewatch, expected_dead_letters, families,
+    ROOT, Worker, add_partitions, assert_same_series, create_topics, engagewatch, expected_dead_letters, families,
     free_port, read_dead_letters, records_in, replay, value,
 )
 
@@ -127,6 +129,23 @@ class TestUnreachable:
         assert out.returncode == 2
         assert f"{topic} has 6 partitions but its checkpoint changelog {app}-checkpoints-changelog has 4" in out.stderr
         assert "ENGAGEWATCH_KAFKA__APP_ID" in out.stderr
+
+    def test_a_mismatch_met_while_running_stops_the_worker(self, kafka_env, tmp_path):
+        """The same mismatch met by a running worker (partitions added under it; here the start-up check is
+        skipped) ends it with status 1 at its first checkpoint, instead of a retry every second forever."""
+        create_topics(kafka_env)
+        add_partitions(kafka_env, kafka_env["ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC"], 6)
+        events = tmp_path / "events.jsonl"
+        out = engagewatch(None, "simulate", "--seed", "3", "--events", "2000", "--out", str(events))
+        assert out.returncode == 0, out.stderr
+        replay(kafka_env, events)
+        unchecked = ("import sys; import streams.commands.worker as w; w.checkpoints_mismatch = lambda *a: None; "
+                     "from streams.cli import main; sys.exit(main(sys.argv[1:]))")
+        out = subprocess.run([sys.executable, "-c", unchecked, "worker", "--metrics-port", "0",
+                              "--checkpoint-interval", "0s"], env=kafka_env, capture_output=True, text=True,
+                             timeout=120, cwd=ROOT)
+        assert out.returncode == 1
+        assert "checkpoints no longer fit the topic" in out.stderr
 
 
 class TestWorkerMetrics:
