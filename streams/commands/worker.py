@@ -58,15 +58,14 @@ def main(args: argparse.Namespace) -> int:
     kafka_log.setLevel(logging.CRITICAL)  # the message below says it all; kafka-python would log every retry
     try:
         partitions = interactions_partitions(settings)
-        mismatch = checkpoints_mismatch(settings, partitions)
-        if mismatch:
-            print(f"engagewatch worker: {mismatch}", file=sys.stderr)
-            return 2
         if args.clock == "event":
             ensure_event_clock_topic(settings)
     except Unreachable as e:
         print(f"engagewatch worker: {e}", file=sys.stderr)
         return 1
+    except Misconfigured as e:
+        print(f"engagewatch worker: {e}", file=sys.stderr)
+        return 2
     finally:
         kafka_log.setLevel(logging.WARNING)
     if settings.kafka.store.startswith("rocksdb"):
@@ -121,46 +120,35 @@ def main(args: argparse.Namespace) -> int:
 
 
 def interactions_partitions(settings) -> int:
-    """Partition count of the interactions topic; `Unreachable` when the cluster or the topic is not there."""
-    from streams.kafka_clients import Unreachable
+    """Partition count of the interactions topic. `Unreachable` when the cluster or the topic is not there;
+    `Misconfigured` when the topic's checkpoint changelog has another count.
 
-    topic = settings.kafka.interactions_topic
-    count = partition_count(settings, topic)
-    if count is None:
-        raise Unreachable(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}; "
-                          "run `engagewatch topics create`")
-    return count
-
-
-def checkpoints_mismatch(settings, partitions: int) -> str | None:
-    """Why the checkpoint changelog cannot serve an interactions topic of `partitions` partitions, if it cannot.
-
-    Checkpoint i is the state of interactions partition i, so the counts must be equal. Faust only finds out when
-    it first writes a checkpoint, and then fails on every write (stopping included) instead of exiting.
+    Checkpoint i is the state of interactions partition i, so the counts must be equal. Faust would only find out
+    when it first writes a checkpoint, and then fail on every write.
     """
-    from streams.kafka_clients import changelog_topic
+    from streams.kafka_clients import Unreachable, admin_client, changelog_topic
 
-    name = changelog_topic(settings.kafka)
-    count = partition_count(settings, name)
-    if count is None or count == partitions:
-        return None
-    return (f"topic {settings.kafka.interactions_topic} has {partitions} partitions but its checkpoint changelog "
-            f"{name} has {count}: the checkpoints of ENGAGEWATCH_KAFKA__APP_ID={settings.kafka.app_id} no "
-            "longer fit the topic. Use a new APP_ID on a topic whose partition count stays fixed "
-            "(docs/operations.md, More partitions)")
-
-
-def partition_count(settings, topic: str) -> int | None:
-    """Partitions of `topic`, None when it does not exist; `Unreachable` when the cluster is not there."""
-    from streams.kafka_clients import admin_client
-
+    topic, changelog = settings.kafka.interactions_topic, changelog_topic(settings.kafka)
     admin = admin_client(settings)
     try:
-        meta = admin.describe_topics([topic])
+        meta = admin.describe_topics([topic, changelog])
     finally:
         admin.close()
-    found = [t for t in meta if t["name"] == topic and not t["error_code"]]
-    return len(found[0]["partitions"]) if found else None
+    counts = {t["name"]: len(t["partitions"]) for t in meta if not t["error_code"]}
+    if topic not in counts:
+        raise Unreachable(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}; "
+                          "run `engagewatch topics create`")
+    if counts.get(changelog, counts[topic]) != counts[topic]:
+        raise Misconfigured(
+            f"topic {topic} has {counts[topic]} partitions but its checkpoint changelog {changelog} has "
+            f"{counts[changelog]}: the checkpoints of ENGAGEWATCH_KAFKA__APP_ID={settings.kafka.app_id} no longer "
+            "fit the topic. Use a new APP_ID on a topic whose partition count stays fixed (docs/operations.md, "
+            "More partitions)")
+    return counts[topic]
+
+
+class Misconfigured(Exception):
+    """The cluster's topics cannot serve this worker as they are."""
 
 
 def ensure_event_clock_topic(settings) -> None:
