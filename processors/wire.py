@@ -8,6 +8,7 @@ dictionary look-ups rather than regular-expression matches.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -94,13 +95,27 @@ class Validator:
     valid `YYYY-MM-DDTHH:` prefixes of timestamps with the epoch milliseconds of that hour.
     """
 
-    __slots__ = ("campaigns", "hours", "platforms", "_accounts")
+    __slots__ = ("campaigns", "hours", "platforms", "_accounts", "_fields")
 
     def __init__(self) -> None:
         self.campaigns: dict[str, bool] = {}
         self.hours: dict[str, int] = {}  # "2026-01-01T00:" -> epoch ms of that hour
         self._accounts: dict[str, bool] = {}
         self.platforms: dict[str, bool] = {}
+        # The fields after `id` and `ts`, in the order their problems are reported: (name, required, problem),
+        # for an engaging record and for an audience snapshot.
+        self._fields = {
+            is_audience: (
+                ("platform", True, _remembered(self.platforms, PLATFORM_RE)),
+                ("account", True, _remembered(self._accounts, ACCOUNT_RE)),
+                ("actor", not is_audience, _bounded_string),
+                ("follower", False, _boolean),
+                ("actor_followers", False, _count),
+                ("campaign", False, _remembered(self.campaigns, CAMPAIGN_RE)),
+                ("followers", is_audience, _count),
+            )
+            for is_audience in (False, True)
+        }
 
     def check(self, rec: dict) -> int | Rejection:
         """The slow path: check every field in a fixed order, remember valid strings, name the first problem."""
@@ -112,19 +127,19 @@ class Validator:
             return Rejection("invalid_type", "`type` must be a string")
         if type_name not in TYPE_CODE:
             return Rejection("unknown_type", f"`type` is not one of {' '.join(TYPES)}")
-        is_audience = type_name == "audience"
-
-        for name, required, problem in (
-            ("id", True, _bounded_string),
-            ("ts", True, _timestamp),
-            ("platform", True, self._remembered(self.platforms, PLATFORM_RE)),
-            ("account", True, self._remembered(self._accounts, ACCOUNT_RE)),
-            ("actor", not is_audience, _bounded_string),
-            ("follower", False, _boolean),
-            ("actor_followers", False, _count),
-            ("campaign", False, self._remembered(self.campaigns, CAMPAIGN_RE)),
-            ("followers", is_audience, _count),
-        ):
+        ident = get("id")
+        if ident is None:
+            return Rejection("missing_id", "required field `id` is absent")
+        message = _bounded_string(ident)
+        if message:
+            return Rejection("invalid_id", f"`id` {message}")
+        ts = get("ts")
+        if ts is None:
+            return Rejection("missing_ts", "required field `ts` is absent")
+        ms = self._epoch_ms(ts)
+        if type(ms) is str:
+            return Rejection("invalid_ts", f"`ts` {ms}")
+        for name, required, problem in self._fields[type_name == "audience"]:
             value = get(name)
             if value is None:
                 if required:
@@ -133,30 +148,46 @@ class Validator:
             message = problem(value)
             if message:
                 return Rejection(f"invalid_{name}", f"`{name}` {message}")
-        ts = get("ts")
+        return ms
+
+    def _epoch_ms(self, ts: object) -> int | str:
+        """The epoch milliseconds of a `ts` value, or what is wrong with it. A string of an hour already seen
+        is read from the fast path's tables; a new valid hour is added to them."""
         if type(ts) is int:
-            return ts
-        ms = rfc3339_to_ms(ts)
+            return ts if INT64_MIN <= ts <= INT64_MAX else "is outside the signed 64-bit range"
+        if type(ts) is not str:
+            return "must be an RFC 3339 string or integer epoch milliseconds"
         minute_second, fraction = MINUTE_SECOND_MS.get(ts[14:19]), FRACTION_MS.get(ts[19:])
+        if minute_second is not None and fraction is not None:
+            hour = self.hours.get(ts[:14])
+            if hour is not None:
+                return hour + minute_second + fraction
+        ms = rfc3339_to_ms(ts)
+        if ms is None:
+            return "is not an RFC 3339 time with offset"
         if minute_second is not None and fraction is not None:
             if len(self.hours) > _MEMO_LIMIT:
                 self.hours.clear()
             self.hours[ts[:14]] = ms - minute_second - fraction
         return ms
 
-    @staticmethod
-    def _remembered(memo: dict[str, bool], pattern: re.Pattern) -> callable:
-        def problem(value: object) -> str | None:
-            if type(value) is not str:
-                return "must be a string"
-            if pattern.match(value) is None:
-                return f"does not match {pattern.pattern[2:-2]}"
-            if len(memo) > _MEMO_LIMIT:
-                memo.clear()
-            memo[value] = True
-            return None
 
-        return problem
+def _remembered(memo: dict[str, bool], pattern: re.Pattern) -> Callable[[object], str | None]:
+    """A check of a string against `pattern` that remembers the valid ones: names repeat on every record."""
+
+    def problem(value: object) -> str | None:
+        if type(value) is not str:
+            return "must be a string"
+        if value in memo:
+            return None
+        if pattern.match(value) is None:
+            return f"does not match {pattern.pattern[2:-2]}"
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
+        memo[value] = True
+        return None
+
+    return problem
 
 
 def _bounded_string(value: object) -> str | None:
@@ -165,14 +196,6 @@ def _bounded_string(value: object) -> str | None:
     if not 0 < len(value) <= 128:
         return "must be 1 to 128 characters"
     return None
-
-
-def _timestamp(value: object) -> str | None:
-    if type(value) is str:
-        return None if rfc3339_to_ms(value) is not None else "is not an RFC 3339 time with offset"
-    if type(value) is int:
-        return None if INT64_MIN <= value <= INT64_MAX else "is outside the signed 64-bit range"
-    return "must be an RFC 3339 string or integer epoch milliseconds"
 
 
 def _boolean(value: object) -> str | None:
