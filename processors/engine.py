@@ -57,6 +57,8 @@ class Engine:
         self.dead_letter_counts: dict[str, int] = {}
         self.overflow = {"streams": 0, "campaigns": 0}
         self._swept_at: int | None = None
+        # Streams holding follows that a future audience snapshot could still supersede: the only ones to settle.
+        self._unsettled: set[Stream] = set()
         self._settled_at: int | None = None
         self._next_tick: int | None = None
 
@@ -81,7 +83,7 @@ class Engine:
         threshold = cfg.influencer_threshold
         validator = self._validator
         hours, campaigns, platforms = validator.hours, validator.campaigns, validator.platforms
-        accounts = self.accounts
+        accounts, unsettled = self.accounts, self._unsettled
         loads, decode_error, core = orjson.loads, orjson.JSONDecodeError, _CORE_FIELDS
         dead: list[DeadLetter] = []
         applied = duplicates = late = 0
@@ -186,8 +188,10 @@ class Engine:
                               campaign)
             elif code == FOLLOW:
                 stream.follow(actor, ts)
+                unsettled.add(stream)
             elif code == UNFOLLOW:
                 stream.unfollow(actor, ts)
+                unsettled.add(stream)
             elif code == AUDIENCE:
                 stream.audience.snapshot(ts, rec["followers"])
                 continue
@@ -257,16 +261,19 @@ class Engine:
         self._settled_at = tb
         retention = cfg.retention_buckets
         forget = self._swept_at is None or tb - self._swept_at >= max(retention // 4, 60)
+        accounts, grace = self.accounts, cfg.grace_ms
+        settled = []
+        for stream in self._unsettled:
+            audience = stream.audience
+            audience.settle(accounts[stream.account].watermark - grace)
+            if not audience.pending:
+                settled.append(stream)
+        self._unsettled.difference_update(settled)
         if forget:
             self._swept_at = tb
-        for gate in self.accounts.values():
-            if gate.watermark == BEFORE_ALL:  # its only records so far were rejected
-                continue
-            oldest_admissible = gate.watermark - cfg.grace_ms
-            for stream in gate.streams.values():
-                if forget:
+            for gate in accounts.values():
+                for stream in gate.streams.values():
                     stream.forget_idle(tb, retention)
-                stream.audience.settle(oldest_admissible)
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
@@ -332,6 +339,8 @@ class Engine:
     def __setstate__(self, state: dict) -> None:
         self._settled_at = None  # absent from checkpoints written before it existed
         self.__dict__.update(state)
+        if "_unsettled" not in state:  # nor was this
+            self._unsettled = {s for g in self.accounts.values() for s in g.streams.values() if s.audience.pending}
         self._validator = Validator()
 
 

@@ -566,6 +566,17 @@ class TestIdleStateIsDropped:
         assert pending <= 10 * (EngineConfig().grace_ms // M + 2)
         assert stream(engine.snapshot(T0 + 60 * M)).audience_followers == 600
 
+    def test_follows_after_a_quiet_spell_are_folded_too(self):
+        """A stream whose waiting follows were all folded waits again on its next follows, and they too are folded
+        once the grace has passed them."""
+        engine = feed([follow(f"early{i}", T0) for i in range(10)] + [like("someone", T0 + 20 * M)])
+        assert engine.accounts["acme"].streams["x"].audience.pending == []
+        for minute in range(30, 90):
+            engine.feed([orjson.dumps(follow(f"u{minute}-{i}", T0 + minute * M)) for i in range(10)])
+        pending = len(engine.accounts["acme"].streams["x"].audience.pending)
+        assert pending <= 10 * (EngineConfig().grace_ms // M + 2)
+        assert stream(engine.snapshot(T0 + 90 * M)).audience_followers == 610
+
     @pytest.mark.parametrize("seed", range(3))
     def test_results_equal_an_engine_that_never_forgets(self, seed):
         """An engine that drops idle state gives the same snapshots as one that keeps everything."""
@@ -613,6 +624,16 @@ class TestCheckpoint:
         restored = Engine.from_bytes(engine.config, engine.to_bytes())
         restored.feed([orjson.dumps(first)])
         assert restored.snapshot(T0).outcomes["duplicate"] == 1
+
+    def test_checkpoint_written_before_the_set_of_unsettled_streams(self):
+        """A checkpoint from before the engine listed the streams with follows to fold: they are found again."""
+        engine = feed([follow(f"u{i}", T0) for i in range(10)])
+        state = engine.__getstate__()
+        del state["_unsettled"]
+        restored = Engine.__new__(Engine)
+        restored.__setstate__(state)
+        restored.feed([orjson.dumps(like("someone", T0 + 20 * M))])
+        assert restored.accounts["acme"].streams["x"].audience.pending == []
 
     def test_other_settings_refused(self):
         """A checkpoint written with other settings is refused."""
