@@ -21,7 +21,7 @@ from processors.snapshot import Snapshot, StreamSnapshot
 from processors.stream import Stream
 from processors.wire import (
     AUDIENCE, BEFORE_ALL, FOLLOW, FRACTION_MS, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, MINUTE_SECOND_MS, TYPE_CODE,
-    TYPES, UNFOLLOW, VIEW, Validator,
+    TYPES, UNFOLLOW, VIEW, Validator, tail_ms,
 )
 
 OUTCOMES = ("applied", "duplicate", "late", "invalid")
@@ -116,7 +116,12 @@ class Engine:
                     if not ts.startswith(hour_prefix):
                         hour_ms = hours[ts[:14]]
                         hour_prefix = ts[:14]
-                    ts = hour_ms + MINUTE_SECOND_MS[ts[14:19]] + FRACTION_MS[ts[19:]]
+                    tail = FRACTION_MS.get(ts[19:])
+                    if tail is None:
+                        tail = tail_ms(ts[19:])
+                        if tail is None:
+                            raise _SlowPath
+                    ts = hour_ms + MINUTE_SECOND_MS[ts[14:19]] + tail
                 elif type(ts) is not int or not INT64_MIN <= ts <= INT64_MAX:
                     raise _SlowPath
                 if (type(ident) is not str or not 0 < len(ident) <= 128

@@ -79,12 +79,39 @@ def rfc3339_to_ms(text: str) -> int | None:
     return seconds * 1_000 + ms
 
 
-# The usual `Z` forms, `...THH:MM:SSZ` and `...THH:MM:SS.fffZ`, are parsed on the engine's fast path from three
-# look-ups: the hour prefix (memoised once valid), `MM:SS`, and the fraction with its `Z`. The tables are
-# small on purpose: a 60 000-entry table of whole suffixes misses the CPU cache on nearly every event.
+# Timestamps are parsed on the engine's fast path from three look-ups: the hour prefix `YYYY-MM-DDTHH:` (memoised
+# once valid), `MM:SS`, and the tail after the seconds, which for the usual `Z` and `.fffZ` is in a table. The
+# tables are small on purpose: a 60 000-entry table of whole suffixes misses the CPU cache on nearly every event.
 MINUTE_SECOND_MS: dict[str, int] = {f"{m:02d}:{s:02d}": (m * 60 + s) * 1_000 for m in range(60) for s in range(60)}
 FRACTION_MS: dict[str, int] = {f".{f:03d}Z": f for f in range(1_000)}
 FRACTION_MS["Z"] = 0
+# `+HH:MM` / `-HH:MM` -> what to add to the local time to get UTC, in ms.
+OFFSET_MS: dict[str, int] = {
+    f"{sign}{h:02d}:{m:02d}": -factor * (h * 60 + m) * 60_000
+    for sign, factor in (("+", 1), ("-", -1)) for h in range(24) for m in range(60)
+}
+
+
+def tail_ms(tail: str) -> int | None:
+    """What the tail of an RFC 3339 time (fraction and offset, after the seconds) adds to its local time in ms
+    to give UTC, or None when it is not a valid tail. For the tails the table lacks: other fraction lengths,
+    numeric offsets, a lower-case `z`."""
+    ms = FRACTION_MS.get(tail)
+    if ms is not None:
+        return ms
+    ms = OFFSET_MS.get(tail[-6:])
+    if ms is not None:
+        fraction = tail[:-6]
+    elif tail[-1:] in ("Z", "z"):
+        ms, fraction = 0, tail[:-1]
+    else:
+        return None
+    if not fraction:
+        return ms
+    digits = fraction[1:]
+    if fraction[0] != "." or not digits.isascii() or not digits.isdigit():
+        return None
+    return ms + int(digits[:3].ljust(3, "0"))
 
 
 class Validator:
@@ -157,18 +184,18 @@ class Validator:
             return ts if INT64_MIN <= ts <= INT64_MAX else "is outside the signed 64-bit range"
         if type(ts) is not str:
             return "must be an RFC 3339 string or integer epoch milliseconds"
-        minute_second, fraction = MINUTE_SECOND_MS.get(ts[14:19]), FRACTION_MS.get(ts[19:])
-        if minute_second is not None and fraction is not None:
+        minute_second, tail = MINUTE_SECOND_MS.get(ts[14:19]), tail_ms(ts[19:])
+        if minute_second is not None and tail is not None:
             hour = self.hours.get(ts[:14])
             if hour is not None:
-                return hour + minute_second + fraction
+                return hour + minute_second + tail
         ms = rfc3339_to_ms(ts)
         if ms is None:
             return "is not an RFC 3339 time with offset"
-        if minute_second is not None and fraction is not None:
+        if minute_second is not None and tail is not None:
             if len(self.hours) > _MEMO_LIMIT:
                 self.hours.clear()
-            self.hours[ts[:14]] = ms - minute_second - fraction
+            self.hours[ts[:14]] = ms - minute_second - tail
         return ms
 
 

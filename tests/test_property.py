@@ -232,7 +232,7 @@ CROWD = tuple(f"fan{i}" for i in range(12))
 CAMPAIGNS = ["bf", "cm:1"]
 TYPES = ["like", "comment", "share", "reply", "mention", "save", "click", "view"] + ["follow", "unfollow", "audience"] * 2
 ECHO_TYPES = ["follow", "unfollow", "like", "comment", "view"]
-OFFSETS = ["Z", "+00:00", "+05:30", "-08:00"]
+OFFSETS = ["Z", "z", "+00:00", "+05:30", "-08:00"]
 
 
 def spans(config: Config) -> tuple[list[int], list[int]]:
@@ -249,7 +249,7 @@ def ts_text(ms: int, offset: str, style: int) -> str:
     """`ms` as RFC 3339 in the given offset; style picks how the fraction is written."""
     import datetime as dt
 
-    if offset == "Z":
+    if offset in ("Z", "z"):
         tz = dt.timezone.utc
     else:
         sign = 1 if offset[0] == "+" else -1
@@ -260,6 +260,8 @@ def ts_text(ms: int, offset: str, style: int) -> str:
         fraction = ""
     elif style == 2:
         fraction = f".{frac:03d}".rstrip("0") if frac else ".0"
+    elif style == 3:  # microseconds, as Python's isoformat writes them: the digits past the millisecond are dropped
+        fraction = f".{frac:03d}{ms * 7 % 1000:03d}"
     else:
         fraction = f".{frac:03d}"
     return t.strftime("%Y-%m-%dT%H:%M:%S") + fraction + offset
@@ -321,7 +323,7 @@ def scenarios(draw, max_records: int = 40, actors: tuple[str, ...] = ACTORS) -> 
             clock += draw(st.sampled_from(steps) if draw(st.integers(0, 4)) == 0 else st.sampled_from(small_steps))
             ts = clock - (draw(st.sampled_from(backs)) if draw(st.integers(0, 5)) == 0 else 0)
         ts_form = draw(st.sampled_from(["int", "text"]))
-        ts_value = ts if ts_form == "int" else ts_text(ts, draw(st.sampled_from(OFFSETS)), draw(st.integers(0, 2)))
+        ts_value = ts if ts_form == "int" else ts_text(ts, draw(st.sampled_from(OFFSETS)), draw(st.integers(0, 3)))
         id_ = draw(st.sampled_from(ids)) if kind == "reuse" and ids else f"e{n}"
         ids.append(id_)
         type_ = draw(st.sampled_from(ECHO_TYPES if kind == "echo" and previous is not None else TYPES))
