@@ -21,7 +21,7 @@ from processors.snapshot import Snapshot, StreamSnapshot
 from processors.stream import Stream
 from processors.wire import (
     AUDIENCE, BEFORE_ALL, FOLLOW, FRACTION_MS, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, MINUTE_SECOND_MS, TYPE_CODE,
-    TYPES, UNFOLLOW, VIEW, Validator, tail_ms,
+    TYPES, UNFOLLOW, VIEW, Validator, decode_beyond_double, tail_ms,
 )
 
 OUTCOMES = ("applied", "duplicate", "late", "invalid")
@@ -100,9 +100,11 @@ class Engine:
             try:
                 rec = loads(raw)
             except decode_error as e:
-                if raw.strip():  # a blank line holds no record
-                    dead.append(_undecodable(raw, index, e))
-                continue
+                rec = decode_beyond_double(raw)
+                if rec is None:
+                    if raw.strip():  # a blank line holds no record
+                        dead.append(_undecodable(raw, index, e))
+                    continue
             try:
                 type_name, account, platform, ident, ts, actor = core(rec)
                 code = _FAST_TYPE_CODE[type_name]

@@ -7,6 +7,7 @@ dictionary look-ups rather than regular-expression matches.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import date
@@ -235,3 +236,36 @@ def _count(value: object) -> str | None:
     if not 0 <= value <= INT64_MAX:
         return "must be between 0 and 2^63-1"
     return None
+
+
+def decode_beyond_double(raw: bytes) -> object | None:
+    """A record orjson refused, decoded if it is JSON all the same, or None.
+
+    JSON sets no bound on numbers, but orjson refuses one that overflows a double (`1e400`): such a record is
+    valid, and its other fields count. Python's own parser reads the number as an infinity, which no field of the
+    format accepts, so it only ever lands in an ignored field. What orjson rightly refuses this parser must refuse
+    too: the literals NaN and Infinity, and strings that are not Unicode (a lone surrogate escape).
+    """
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    return value if _all_unicode(value) else None
+
+
+def _not_json(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _all_unicode(value: object) -> bool:
+    if type(value) is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if type(value) is dict:
+        return all(_all_unicode(k) and _all_unicode(v) for k, v in value.items())
+    if type(value) is list:
+        return all(_all_unicode(v) for v in value)
+    return True

@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 import orjson
 
+from processors.wire import decode_beyond_double
 from streams.kafka_clients import (
     MAX_RECORD_MESSAGE_BYTES, ConnectionFailures, Unreachable, connect_timeout_ms, kafka_python_config,
     unreachable_message,
@@ -34,7 +35,7 @@ def account_key(record: bytes) -> bytes | None:
     try:
         obj = orjson.loads(record)
     except orjson.JSONDecodeError:
-        return None
+        obj = decode_beyond_double(record)
     if isinstance(obj, dict):
         account = obj.get("account")
         if isinstance(account, str) and account:
