@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,6 +41,42 @@ class ConsoleFormatter(logging.Formatter):
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
+
+
+class Repeats(logging.Filter):
+    """Lets through the first warning or error of each kind from a library, then at most one every `every_s`.
+
+    While the cluster is unreachable aiokafka logs each failed connection, metadata update and fetch: about 120
+    lines a second on a local broker. A kind is the logger, the level and the message before its arguments are
+    filled in; the next one let through says how many were dropped since (`suppressed`). engagewatch's own
+    records and records below warning always pass: they are already spaced, and each counts.
+    """
+
+    MAX_KINDS = 1000
+
+    def __init__(self, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every_s, self.clock = every_s, clock
+        self._kinds: dict[tuple[str, int, object], list] = {}  # kind -> [when last let through, dropped since]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or record.name.startswith("engagewatch"):
+            return True
+        kind = (record.name, record.levelno, record.msg)
+        now = self.clock()
+        seen = self._kinds.get(kind)
+        if seen is None:
+            if len(self._kinds) >= self.MAX_KINDS:
+                self._kinds.clear()
+            self._kinds[kind] = [now, 0]
+            return True
+        if now - seen[0] < self.every_s:
+            seen[1] += 1
+            return False
+        if seen[1]:
+            setattr(record, _FIELDS, {**getattr(record, _FIELDS, {}), "suppressed": seen[1]})
+        seen[0], seen[1] = now, 0
+        return True
 
 
 class Logger:
@@ -72,6 +110,7 @@ class Logger:
 def configure(level: str = "info", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(Repeats())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
