@@ -57,12 +57,12 @@ class Repeats(logging.Filter):
     def __init__(self, every_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.every_s, self.clock = every_s, clock
-        self._kinds: dict[tuple[str, int, object], list] = {}  # kind -> [when last let through, dropped since]
+        self._kinds: dict[tuple[str, int, str], list] = {}  # kind -> [when last let through, dropped since]
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or record.name.startswith("engagewatch"):
             return True
-        kind = (record.name, record.levelno, record.msg)
+        kind = (record.name, record.levelno, str(record.msg))  # str: a message may be any object, even a dict
         now = self.clock()
         seen = self._kinds.get(kind)
         if seen is None:

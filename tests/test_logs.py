@@ -56,6 +56,13 @@ def test_kinds_are_thinned_separately(emitted):
     assert all("suppressed" not in e for e in out)
 
 
+def test_a_message_that_is_not_text_is_thinned_too(emitted):
+    _, emit, out = emitted
+    for _ in range(3):
+        emit("faust", logging.WARNING, {"unhashable": ["message"]})
+    assert [e["event"] for e in out] == ["{'unhashable': ['message']}"]
+
+
 @pytest.mark.parametrize(("name", "level"), [
     pytest.param("engagewatch.worker", logging.WARNING, id="engagewatch's own warnings"),
     pytest.param("engagewatch.worker", logging.ERROR, id="engagewatch's own errors"),
