@@ -141,7 +141,9 @@ def snapshot_families(snapshots: list[Snapshot]) -> Iterator[Metric]:
 class EngineCollector(Collector):
     """Collects the engines' families at scrape time, plus any extra family sources (pipeline, detectors).
 
-    `snapshots` is called under `lock`, the same lock the runtime holds while feeding the engines.
+    `snapshots` and the extra sources are called under `lock`, the same lock the runtime holds while feeding the
+    engines; the families are built from the snapshots after it is released (half the time of a scrape of
+    many streams, which the runtime would otherwise wait for).
     """
 
     def __init__(self, snapshots: Callable[[], list[Snapshot]], lock: threading.Lock, extra: Iterable[FamilySource] = ()):
@@ -155,10 +157,8 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             snaps = self._snapshots()
-            families = list(snapshot_families(snaps))
-            for source in self._extra:
-                families.extend(source())
-        return iter(families)
+            extra = [family for source in self._extra for family in source()]
+        return iter([*snapshot_families(snaps), *extra])
 
 
 def exposition(collector: Collector) -> bytes:

@@ -235,6 +235,33 @@ class TestScrapeTime:
         assert registry.get_sample_value("engagewatch_streams") == 2
 
 
+    def test_engines_are_read_under_the_lock_and_families_built_after_it(self):
+        """The feeding side waits for a scrape only while snapshots are taken, not while series are formatted."""
+        lock = threading.Lock()
+        engine = engine_with(SCENARIO)
+        seen = []
+
+        def snapshots():
+            seen.append(("snapshots", lock.locked()))
+            snap = engine.snapshot(engine.event_time())
+
+            class Watched:  # a snapshot that notes whether the lock is held when its streams are read
+                def __getattr__(self, name):
+                    if name == "streams":
+                        seen.append(("families", lock.locked()))
+                    return getattr(snap, name)
+
+            return [Watched()]
+
+        def extra():
+            seen.append(("extra", lock.locked()))
+            return []
+
+        text = exposition(EngineCollector(snapshots, lock, extra=[extra])).decode()
+        assert "engagewatch_engaged_actors" in text
+        assert seen == [("snapshots", True), ("extra", True), ("families", False)]
+
+
 class TestBudgets:
     """What happens past a label budget is visible as a counter."""
 
