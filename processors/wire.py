@@ -244,28 +244,16 @@ def decode_beyond_double(raw: bytes) -> object | None:
     JSON sets no bound on numbers, but orjson refuses one that overflows a double (`1e400`): such a record is
     valid, and its other fields count. Python's own parser reads the number as an infinity, which no field of the
     format accepts, so it only ever lands in an ignored field. What orjson rightly refuses this parser must refuse
-    too: the literals NaN and Infinity, and strings that are not Unicode (a lone surrogate escape).
+    too: the literals NaN and Infinity, and strings that are not Unicode (a lone surrogate escape, which only
+    fails once encoded).
     """
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
-    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeError and JSONDecodeError are ValueErrors
         return None
-    return value if _all_unicode(value) else None
+    return value
 
 
 def _not_json(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
-
-
-def _all_unicode(value: object) -> bool:
-    if type(value) is str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if type(value) is dict:
-        return all(_all_unicode(k) and _all_unicode(v) for k, v in value.items())
-    if type(value) is list:
-        return all(_all_unicode(v) for v in value)
-    return True

@@ -74,7 +74,7 @@ class Repeats(logging.Filter):
             seen[1] += 1
             return False
         if seen[1]:
-            setattr(record, _FIELDS, {**getattr(record, _FIELDS, {}), "suppressed": seen[1]})
+            setattr(record, _FIELDS, {"suppressed": seen[1]})  # only engagewatch's own records carry fields
         seen[0], seen[1] = now, 0
         return True
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prerequisites import tool
 from kafka_harness import ROOT, Worker, assert_same_series, engagewatch, records_in, run_reference
+from prerequisites import tool
 
 pytestmark = pytest.mark.kafka
 

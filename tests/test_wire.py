@@ -14,7 +14,7 @@ import pytest
 
 from processors.config import EngineConfig
 from processors.engine import Engine
-from processors.wire import MAX_RECORD_BYTES, Validator, rfc3339_to_ms
+from processors.wire import MAX_RECORD_BYTES, Validator, decode_beyond_double, rfc3339_to_ms
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 ABSENT = object()  # a field left out of the record (None writes an explicit JSON null)
@@ -44,7 +44,7 @@ def decoded(raw: bytes) -> object:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        return decode_beyond_double(raw)
 
 
 # Records that warm an engine up: after them, the account, the platform, the campaign `bf` and the minute
