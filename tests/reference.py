@@ -6,7 +6,7 @@ applied events. Tests compare the engine's Prometheus output with `evaluate(...)
 
 The contract, in short (our own words):
 
-* A record is one line of UTF-8 JSON holding an object of at most 64 KiB. Required: `id` (1-128 chars), `ts`
+* A record is one non-blank line of UTF-8 JSON holding an object of at most 64 KiB. Required: `id` (1-128 chars), `ts`
   (RFC 3339 with a mandatory offset, or integer epoch milliseconds), `platform` and `account` (patterns, matched
   against the whole string), `type` (one of twelve), `actor` (1-128 chars; not required for `audience`),
   `followers` (integer >= 0, required for `audience`). Optional: `follower` (boolean), `actor_followers`
@@ -261,6 +261,8 @@ def decide(records: Iterable[bytes], config: Config) -> list[Decision]:
     horizon = duration_ms(config.dedup_horizon)
     decisions: list[Decision] = []
     for index, raw in enumerate(records):
+        if not raw.strip():  # a blank line is not a record: no outcome, no dead letter
+            continue
         try:
             event = validate(raw)
         except Invalid:

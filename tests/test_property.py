@@ -127,6 +127,9 @@ INVALID = [
     ("campaign as a number", record(LIKE, campaign=3)),
 ]
 
+# Lines that hold no record: skipped, neither applied nor dead-lettered.
+BLANK = [("empty line", b""), ("whitespace-only line", b" \t\r")]
+
 # (name, raw record) -- at the edge of a rule, and valid.
 VALID = [
     ("id of 1 char", record(LIKE, id="i")),
@@ -321,7 +324,7 @@ def scenarios(draw, max_records: int = 40, actors: tuple[str, ...] = ACTORS) -> 
             lines.append(draw(st.sampled_from(lines)))
             continue
         if kind == "invalid":
-            lines.append(draw(st.sampled_from(INVALID))[1])
+            lines.append(draw(st.sampled_from(INVALID + BLANK))[1])
             continue
         if kind == "echo" and previous is not None:
             # The same actor on the same stream again, a little earlier or at the same time: arrival order
@@ -381,7 +384,7 @@ class TestAgainstReference:
         with tempfile.TemporaryDirectory() as tmp:
             run = _check_against_reference(data, config, Path(tmp), dead_letter=True)
         outcomes = {o: run.series.get(key("engagewatch_events_total", outcome=o), 0) for o in ("applied", "duplicate", "late", "invalid")}
-        assert sum(outcomes.values()) == len(split_lines(data))
+        assert sum(outcomes.values()) == sum(1 for line in split_lines(data) if line.strip())
         assert len(run.dead_letters) == outcomes["late"] + outcomes["invalid"]
         assert sum(1 for letter in run.dead_letters if letter.get("reason") == "late") == outcomes["late"]
         assert all(letter.get("reason") for letter in run.dead_letters)
