@@ -13,8 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from processors.config import EngineConfig
 from processors.engine import OUTCOMES
 from processors.snapshot import Snapshot
+from streams import logs
+
+BUDGET_SETTINGS = {"streams": "ENGAGEWATCH_MAX_STREAMS", "campaigns": "ENGAGEWATCH_MAX_CAMPAIGNS_PER_ACCOUNT"}
 
 STREAM = ["account", "platform"]
 STREAM_WINDOW = ["account", "platform", "window"]
@@ -176,3 +180,23 @@ def serve(collector: Collector, host: str, port: int, certfile: str | None = Non
     registry.register(collector)
     server, _thread = start_http_server(port, addr=host, registry=registry, certfile=certfile, keyfile=keyfile)
     return server
+
+
+class BudgetWarnings:
+    """Logs once per budget that an engine went past it, naming the setting that sets it.
+
+    The overflow counter says how many events; this line tells whoever reads the logs (a batch run has no
+    alerting) that some series are missing from then on, and which setting to raise.
+    """
+
+    def __init__(self, log: logs.Logger, config: EngineConfig) -> None:
+        self._log = log
+        self._limits = {"streams": config.max_streams, "campaigns": config.max_campaigns_per_account}
+        self._warned: set[str] = set()
+
+    def check(self, overflow: dict[str, int]) -> None:
+        for budget, n in overflow.items():
+            if n and budget not in self._warned:
+                self._warned.add(budget)
+                self._log.warning("label budget exceeded", budget=budget, limit=self._limits[budget],
+                                  setting=BUDGET_SETTINGS[budget])

@@ -54,7 +54,7 @@ from processors.engine import DeadLetter, Engine
 from processors.snapshot import Snapshot
 from streams import logs
 from streams.alerts import FanoutSink, monitor_metric_families, sink_metric_families, sinks_from_settings
-from streams.exporter import EngineCollector
+from streams.exporter import BudgetWarnings, EngineCollector
 from streams.kafka_checkpoint import decode, encode
 from streams.kafka_clients import (
     CHECKPOINT_TABLE, MAX_CHECKPOINT_BYTES, aiokafka_config, event_clock_topic, faust_credentials,
@@ -124,6 +124,7 @@ class WorkerRuntime:
         self.tick_ms = settings.detect_tick_ms()
         self.decay_config = DecayConfig.from_engine(self.config)
         self._mute_alerts = False
+        self._budgets = BudgetWarnings(log, self.config)
         self.exporting = True
         """False from the moment the worker starts stopping: its partitions are about to move to other workers."""
         self.collector = EngineCollector(self._snapshots_locked, self.lock,
@@ -389,16 +390,18 @@ class WorkerRuntime:
 
     def _feed_engine(self, partition: int, state: PartitionState, lines: list[bytes]) -> list[DeadLetter]:
         """Engine.feed on the worker's clock; on the event clock the detectors observe every tick. Under `lock`."""
-        if self.clock == "wall":
-            return state.engine.feed(lines, self.now_ms())
-        if state.monitor is None:
-            return state.engine.feed(lines)
         engine, monitor = state.engine, state.monitor
+        if self.clock == "wall":
+            dead = engine.feed(lines, self.now_ms())
+        elif monitor is None:
+            dead = engine.feed(lines)
+        else:
+            def on_tick(at_ms: int) -> None:
+                self._alerts(monitor.observe(at_ms, engine.snapshot(at_ms).streams))
 
-        def on_tick(at_ms: int) -> None:
-            self._alerts(monitor.observe(at_ms, engine.snapshot(at_ms).streams))
-
-        return engine.feed(lines, on_tick=on_tick, tick_ms=self.tick_ms)
+            dead = engine.feed(lines, on_tick=on_tick, tick_ms=self.tick_ms)
+        self._budgets.check(engine.overflow)
+        return dead
 
     def _alerts(self, alerts: list[Any]) -> None:
         if alerts and not self._mute_alerts:

@@ -25,7 +25,8 @@ from processors.decay import DecayConfig, DecayMonitor
 from processors.engine import DeadLetter, Engine
 from processors.snapshot import Snapshot
 from streams.alerts import FanoutSink, monitor_metric_families, sink_metric_families, sinks_from_settings
-from streams.exporter import EngineCollector, exposition
+from streams import logs
+from streams.exporter import BudgetWarnings, EngineCollector, exposition
 from streams.settings import Settings
 
 CHUNK_BYTES = 1 << 20
@@ -149,6 +150,7 @@ class EmbeddedRunner:
         self.records = 0
         self.collector = EngineCollector(lambda: [self._snapshot_locked()], self.lock)
         self.detection: Detection | None = None
+        self._budgets = BudgetWarnings(logs.get("engagewatch.run"), engine.config)
 
     def detect(self, monitor: DecayMonitor, sink: FanoutSink, tick_ms: int) -> None:
         """Run the decay detectors alongside, and export their gauges."""
@@ -170,6 +172,7 @@ class EmbeddedRunner:
             else:
                 dead = self.engine.feed(batch.lines)
             self.records += len(batch.lines)
+        self._budgets.check(self.engine.overflow)
         # The engine's long-lived dicts hold millions of entries and no reference cycles: move them out of
         # the cyclic collector's reach, or its full collections rescan them and cost a quarter of the run.
         gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import orjson
@@ -11,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from processors.config import EngineConfig
 from processors.engine import Engine
-from streams.exporter import EngineCollector, exposition
+from streams.exporter import BudgetWarnings, EngineCollector, exposition
+from streams.runner import Batch, EmbeddedRunner
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 M, H = 60_000, 3_600_000
@@ -284,3 +286,18 @@ class TestBudgets:
         assert value(registry, "engagewatch_campaign_engaged_actors", window="1h", campaign="_other") == 2
         assert value(registry, "engagewatch_campaign_engaged_actors", window="1h", campaign="c2") is None
         assert registry.get_sample_value("engagewatch_label_overflow_total", {"budget": "campaigns"}) == 2
+
+    def test_passing_a_budget_is_logged_once_naming_its_setting(self, caplog):
+        """A batch run has no alerting: the first event past each budget logs a warning, later ones do not."""
+        runner = EmbeddedRunner(Engine(EngineConfig(max_streams=1, max_campaigns_per_account=1)), "event")
+        with caplog.at_level(logging.WARNING, logger="engagewatch.run"):
+            runner.feed(Batch([rec("1", 0, campaign="c1")], 1))
+            assert caplog.records == []
+            runner.feed(Batch([rec("2", 0, platform="tiktok"), rec("3", 1, campaign="c2")], 2))
+            runner.feed(Batch([rec("4", 2, platform="tiktok"), rec("5", 2, campaign="c3")], 4))
+        warned = [(r.getMessage(), r.engagewatch_fields) for r in caplog.records]
+        assert warned == [
+            ("label budget exceeded", {"budget": "streams", "limit": 1, "setting": "ENGAGEWATCH_MAX_STREAMS"}),
+            ("label budget exceeded",
+             {"budget": "campaigns", "limit": 1, "setting": "ENGAGEWATCH_MAX_CAMPAIGNS_PER_ACCOUNT"}),
+        ]
