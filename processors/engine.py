@@ -288,6 +288,10 @@ class Engine:
         """The largest applied ts: the evaluation time on the event clock."""
         return self.max_ts
 
+    def outcomes(self) -> dict[str, int]:
+        """Records by outcome so far."""
+        return {"applied": self.applied, "duplicate": self.duplicates, "late": self.late, "invalid": self.invalid}
+
     def snapshot(self, at_ms: int) -> Snapshot:
         """Every metric evaluated at `at_ms`. Successive evaluation times must not decrease."""
         tb = at_ms // self.config.bucket_ms
@@ -318,8 +322,7 @@ class Engine:
             at_ms=at_ms,
             windows=self.config.window_labels,
             streams=tuple(streams),
-            outcomes={"applied": self.applied, "duplicate": self.duplicates, "late": self.late,
-                      "invalid": self.invalid},
+            outcomes=self.outcomes(),
             dead_letters=dict(self.dead_letter_counts),
             overflow=dict(self.overflow),
             watermark_ms=self.max_ts,

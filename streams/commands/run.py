@@ -85,11 +85,10 @@ def main(args: argparse.Namespace) -> int:
         source.close()
 
     runner.close()
-    snap = runner.snapshot()
     if args.metrics_out:
         runner.write_exposition(args.metrics_out)
     if server is not None:
         server.shutdown()
     log.info("done", records=runner.records, seconds=round(time.perf_counter() - started, 3),
-             streams=len(snap.streams), **snap.outcomes)
+             streams=runner.engine.stream_count, **runner.engine.outcomes())
     return 0
