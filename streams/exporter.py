@@ -17,8 +17,7 @@ from processors.config import EngineConfig
 from processors.engine import OUTCOMES
 from processors.snapshot import Snapshot
 from streams import logs
-
-BUDGET_SETTINGS = {"streams": "ENGAGEWATCH_MAX_STREAMS", "campaigns": "ENGAGEWATCH_MAX_CAMPAIGNS_PER_ACCOUNT"}
+from streams.settings import env_name
 
 STREAM = ["account", "platform"]
 STREAM_WINDOW = ["account", "platform", "window"]
@@ -189,14 +188,17 @@ class BudgetWarnings:
     alerting) that some series are missing from then on, and which setting to raise.
     """
 
+    SETTINGS = {"streams": "max_streams", "campaigns": "max_campaigns_per_account"}
+
     def __init__(self, log: logs.Logger, config: EngineConfig) -> None:
         self._log = log
-        self._limits = {"streams": config.max_streams, "campaigns": config.max_campaigns_per_account}
+        self._config = config
         self._warned: set[str] = set()
 
     def check(self, overflow: dict[str, int]) -> None:
         for budget, n in overflow.items():
             if n and budget not in self._warned:
                 self._warned.add(budget)
-                self._log.warning("label budget exceeded", budget=budget, limit=self._limits[budget],
-                                  setting=BUDGET_SETTINGS[budget])
+                setting = self.SETTINGS[budget]
+                self._log.warning("label budget exceeded", budget=budget, limit=getattr(self._config, setting),
+                                  setting=env_name(setting))

@@ -24,8 +24,8 @@ from prometheus_client.core import Metric
 from processors.decay import DecayConfig, DecayMonitor
 from processors.engine import DeadLetter, Engine
 from processors.snapshot import Snapshot
-from streams.alerts import FanoutSink, monitor_metric_families, sink_metric_families, sinks_from_settings
 from streams import logs
+from streams.alerts import FanoutSink, monitor_metric_families, sink_metric_families, sinks_from_settings
 from streams.exporter import BudgetWarnings, EngineCollector, exposition
 from streams.settings import Settings
 
