@@ -301,3 +301,18 @@ class TestBudgets:
             ("label budget exceeded",
              {"budget": "campaigns", "limit": 1, "setting": "ENGAGEWATCH_MAX_CAMPAIGNS_PER_ACCOUNT"}),
         ]
+
+    def test_a_worker_warns_once_for_all_its_partitions(self, caplog):
+        """Budgets apply per partition's engine; the worker's log says so once, whichever partition passes first."""
+        from streams.faust_app import PartitionState, WorkerRuntime
+        from streams.settings import load_settings
+
+        worker = WorkerRuntime(load_settings(max_streams=1), "event", detect=False)
+        partitions = [PartitionState(Engine(worker.config), -1, -1, 0.0) for _ in range(2)]
+        with caplog.at_level(logging.WARNING, logger="engagewatch.worker"):
+            for partition, state in enumerate(partitions):
+                worker._feed_engine(partition, state, [rec("1", 0), rec("2", 0, platform="tiktok")])
+        assert [partition.engine.overflow["streams"] for partition in partitions] == [1, 1]
+        assert [(r.getMessage(), r.engagewatch_fields) for r in caplog.records] == [
+            ("label budget exceeded", {"budget": "streams", "limit": 1, "setting": "ENGAGEWATCH_MAX_STREAMS"}),
+        ]
