@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from processors.config import EngineConfig
 from processors.engine import Engine
-from streams.exporter import BudgetWarnings, EngineCollector, exposition
+from streams.exporter import EngineCollector, exposition
 from streams.runner import Batch, EmbeddedRunner
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
