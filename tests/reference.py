@@ -6,14 +6,14 @@ applied events. Tests compare the engine's Prometheus output with `evaluate(...)
 
 The contract, in short (our own words):
 
-* A record is one non-blank line of UTF-8 JSON holding an object of at most 64 KiB. Required: `id` (1-128
-  chars), `ts` (RFC 3339 with a mandatory offset, or integer epoch milliseconds), `platform` and `account`
-  (patterns, matched against the whole string), `type` (one of twelve), `actor` (1-128 chars; not required for
-  `audience`), `followers` (integer >= 0, required for `audience`). Optional: `follower` (boolean),
-  `actor_followers` (integer >= 0), `campaign` (pattern). `null` in an optional field means absent; unknown fields are ignored;
-  booleans are never integers; integers must fit in a signed 64-bit integer. (Read here as: the integers of the
-  fields above. Unknown fields are ignored whatever they hold -- the contract does not say which rule wins there,
-  and the tests do not depend on it.)
+* A record is one non-blank line of UTF-8 JSON holding an object of at most 64 KiB. Required: `id` (1-128 chars),
+  `ts` (RFC 3339 with a mandatory offset, or integer epoch milliseconds), `platform` and `account` (patterns,
+  matched against the whole string), `type` (one of twelve), `actor` (1-128 chars; not required for `audience`),
+  `followers` (integer >= 0, required for `audience`). Optional: `follower` (boolean), `actor_followers` (integer
+  >= 0), `campaign` (pattern). `null` in an optional field means absent; unknown fields are ignored; booleans are
+  never integers; integers must fit in a signed 64-bit integer. (Read here as: the integers of the fields above.
+  Unknown fields are ignored whatever they hold -- the contract does not say which rule wins there, and the tests do
+  not depend on it.)
 * Processing order per record: invalid -> late (ts < account watermark - grace) -> duplicate ((account, id) seen
   among non-late records still remembered: their ts >= watermark - dedup horizon) -> applied.
 * Series are computed per stream (account, platform) at T = the largest applied ts of the whole input.
