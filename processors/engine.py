@@ -26,6 +26,8 @@ from processors.wire import (
 
 OUTCOMES = ("applied", "duplicate", "late", "invalid")
 OTHER_CAMPAIGN = "_other"  # cannot collide: real campaign names start with a letter or digit
+# Label budgets: the key `Engine.overflow` counts each under, and the `EngineConfig` field that sets it.
+BUDGETS = {"streams": "max_streams", "campaigns": "max_campaigns_per_account"}
 
 
 class DeadLetter(NamedTuple):
@@ -55,7 +57,7 @@ class Engine:
         self.max_ts: int | None = None
         self.applied = self.duplicates = self.late = self.invalid = 0
         self.dead_letter_counts: dict[str, int] = {}
-        self.overflow = {"streams": 0, "campaigns": 0}
+        self.overflow = dict.fromkeys(BUDGETS, 0)
         self._swept_at: int | None = None
         # Streams holding follows that a future audience snapshot could still supersede: the only ones to settle.
         self._unsettled: set[Stream] = set()

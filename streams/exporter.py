@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from processors.config import EngineConfig
-from processors.engine import OUTCOMES
+from processors.engine import BUDGETS, OUTCOMES
 from processors.snapshot import Snapshot
 from streams import logs
 from streams.settings import env_name
@@ -188,8 +188,6 @@ class BudgetWarnings:
     alerting) that some series are missing from then on, and which setting to raise.
     """
 
-    SETTINGS = {"streams": "max_streams", "campaigns": "max_campaigns_per_account"}
-
     def __init__(self, log: logs.Logger, config: EngineConfig) -> None:
         self._log = log
         self._config = config
@@ -199,6 +197,6 @@ class BudgetWarnings:
         for budget, n in overflow.items():
             if n and budget not in self._warned:
                 self._warned.add(budget)
-                setting = self.SETTINGS[budget]
+                setting = BUDGETS[budget]
                 self._log.warning("label budget exceeded", budget=budget, limit=getattr(self._config, setting),
                                   setting=env_name(setting))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from reference import Config, Invalid, decide, evaluate, key, parse_rfc3339_ms, validate
-from test_property import INVALID, VALID
+from test_property import BLANK, INVALID, VALID
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN, HOUR = 60_000, 3_600_000
@@ -62,6 +62,12 @@ class TestOutcomes:
     def test_grace_edge(self, back, outcome):
         """A record exactly `grace` behind the watermark is on time; a millisecond more is late."""
         assert outcomes([ev("a", T0 + HOUR), ev("b", T0 + HOUR - back)])[-1] == outcome
+
+    @pytest.mark.parametrize(("name", "raw"), BLANK, ids=[n for n, _ in BLANK])
+    def test_blank_lines_hold_no_record(self, name, raw):
+        """A blank line gets no outcome: the records around it are decided as if it were not there."""
+        assert [(d.index, d.outcome) for d in decide([ev("a", T0), raw, ev("a", T0)], Config())] == [
+            (0, "applied"), (2, "duplicate")]
 
     def test_watermark_is_per_account(self):
         """Another account's watermark does not make a record late."""
