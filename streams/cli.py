@@ -7,10 +7,12 @@ so that `engagewatch run` does not pay for Faust's import.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
 from streams.settings import SettingsError
+from streams.stopping import sigterm_interrupts
 
 COMMANDS = {
     "run": "process a file or stdin with the embedded runner (no broker)",
@@ -42,8 +44,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
+    # Faust stops a worker on SIGTERM itself; every other command stops on it as on Ctrl-C.
+    stopping = contextlib.nullcontext() if args.command == "worker" else sigterm_interrupts()
     try:
-        return int(_module(args.command).main(args) or 0)
+        with stopping:
+            return int(_module(args.command).main(args) or 0)
     except SettingsError as e:
         print(f"engagewatch: {e.message}", file=sys.stderr)
         return 2

@@ -58,16 +58,28 @@ def open_source(path: str) -> BinaryIO:
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
-def follow_batches(f: BinaryIO, max_lines: int = 2_000, max_wait_s: float = 0.2) -> Iterator[Batch | None]:
-    """Lines from a pipe as they come: a batch at most every `max_wait_s`, None when nothing arrived.
+def follow_batches(fd: int, max_lines: int = 2_000, max_wait_s: float = 0.2) -> Iterator[Batch | None]:
+    """Lines from a pipe (a file descriptor) as they come: a batch at most every `max_wait_s`, None when nothing
+    arrived.
 
-    A reader thread blocks on the pipe so that the caller can keep evaluating (wall clock) while it is idle.
+    A reader thread blocks on the pipe so that the caller can keep evaluating (wall clock) while it is idle. It
+    reads the descriptor itself: a buffered reader holds its lock while blocked, and a run stopped before EOF
+    could then not shut down.
     """
     lines_q: queue.Queue[bytes | None] = queue.Queue(maxsize=100_000)
 
     def reader() -> None:
-        for line in iter(f.readline, b""):
-            lines_q.put(line.rstrip(b"\r\n"))
+        partial: list[bytes] = []  # pieces of a line not ended yet, joined once it is (a long line stays linear)
+        while chunk := os.read(fd, 1 << 16):
+            *lines, rest = chunk.split(b"\n")
+            if lines:
+                lines[0] = b"".join(partial) + lines[0]
+                partial.clear()
+                for line in lines:
+                    lines_q.put(line.rstrip(b"\r"))
+            partial.append(rest)
+        if last := b"".join(partial):
+            lines_q.put(last.rstrip(b"\r"))
         lines_q.put(None)
 
     threading.Thread(target=reader, name="stdin-reader", daemon=True).start()

@@ -85,3 +85,19 @@ class TestDemo:
                     assert s.connect_ex(("127.0.0.1", port)) != 0
             finally:
                 proc.kill()
+
+    def test_sigterm_exits_cleanly(self):
+        """SIGTERM (`docker stop`, Kubernetes, systemd) stops the demo as Ctrl-C does: exit status 0, port freed,
+        and the closing log line written."""
+        port = free_port()
+        with start(port, output=subprocess.PIPE) as proc:
+            try:
+                scrape_when_ready(port, proc)
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=30)
+                assert proc.returncode == 0, err.decode()
+                assert b'"event":"demo stopped"' in err
+                with socket.socket() as s:
+                    assert s.connect_ex(("127.0.0.1", port)) != 0
+            finally:
+                proc.kill()

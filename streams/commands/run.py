@@ -16,6 +16,7 @@ from streams.runner import (
     DeadLetterFile, EmbeddedRunner, file_batches, follow_batches, open_source, start_detection,
 )
 from streams.settings import add_engine_arguments, settings_from_args
+from streams.stopping import stop_between_batches
 
 HELP = "process a file or stdin with the embedded runner (no broker)"
 
@@ -60,19 +61,23 @@ def main(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"engagewatch run: cannot read --source {args.source}: {e.strerror}", file=sys.stderr)
         return 2
-    batches = follow_batches(source) if live else file_batches(source)
+    batches = follow_batches(source.fileno()) if live else file_batches(source)
     dead_letters = DeadLetterFile(args.dead_letter, args.source) if args.dead_letter else None
     progress = Progress(runner)
     started = time.perf_counter()
     try:
-        for batch in batches:
-            if batch is None:
-                runner.idle()
-            else:
-                dead = runner.feed(batch)
-                if dead and dead_letters:
-                    dead_letters.write(batch, dead)
-            progress.update()
+        with stop_between_batches() as stop:
+            for batch in batches:
+                if batch is None:
+                    runner.idle()
+                else:
+                    dead = runner.feed(batch)
+                    if dead and dead_letters:
+                        dead_letters.write(batch, dead)
+                progress.update()
+                if stop:
+                    log.info("stopping", signal=stop.signal_name)
+                    break
     except KeyboardInterrupt:
         log.info("interrupted")
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # a .gz source that is not gzip, truncated or corrupt
@@ -82,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
         progress.close()
         if dead_letters:
             dead_letters.close()
-        source.close()
+        if not live:  # stdin may still be blocked in the reader thread's read, holding the buffer's lock
+            source.close()
 
     runner.close()
     if args.metrics_out:

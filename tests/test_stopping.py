@@ -1,0 +1,55 @@
+"""Stop requests: SIGTERM means what Ctrl-C means, and a run stops between batches, never inside one."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from streams.stopping import sigterm_interrupts, stop_between_batches
+
+
+@pytest.fixture(autouse=True)
+def handlers_kept():
+    """Each test leaves the process's handlers as it found them, and checks that the code under test did."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield before
+    after = {s: signal.getsignal(s) for s in before}
+    for s, h in before.items():
+        signal.signal(s, h)
+    assert after == before
+
+
+class TestStopBetweenBatches:
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+    def test_a_signal_only_records_the_request(self, sig):
+        with stop_between_batches() as stop:
+            assert not stop
+            signal.raise_signal(sig)
+            assert stop and stop.signal_name == sig.name
+
+    def test_a_second_signal_interrupts_at_once(self):
+        with pytest.raises(KeyboardInterrupt), stop_between_batches():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+
+    def test_sigint_ignored_by_the_parent_stays_ignored(self, handlers_kept):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            with stop_between_batches() as stop:
+                signal.raise_signal(signal.SIGINT)
+                assert not stop
+                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        finally:
+            signal.signal(signal.SIGINT, handlers_kept[signal.SIGINT])
+
+
+class TestSigtermInterrupts:
+    def test_sigterm_raises_keyboard_interrupt(self):
+        with pytest.raises(KeyboardInterrupt), sigterm_interrupts():
+            signal.raise_signal(signal.SIGTERM)
+
+    def test_handler_restored_after(self, handlers_kept):
+        with sigterm_interrupts():
+            assert signal.getsignal(signal.SIGTERM) is not handlers_kept[signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is handlers_kept[signal.SIGTERM]
