@@ -105,7 +105,11 @@ def follow_batches(fd: int, max_lines: int = 2_000, max_wait_s: float = 0.2) -> 
 
 
 class DeadLetterFile:
-    """Dead letters as JSON lines: reason, detail, where the record came from, and the record itself."""
+    """Dead letters as JSON lines: reason, detail, where the record came from, and the record itself.
+
+    Written through batch by batch, not left in a buffer: someone may be following the file, and a process
+    killed outright must not lose dead letters it has already counted.
+    """
 
     def __init__(self, path: str, source: str) -> None:
         self._f = open(path, "wb")
@@ -122,6 +126,7 @@ class DeadLetterFile:
             out.append(orjson.dumps(entry))
         if out:
             self._f.write(b"\n".join(out) + b"\n")
+            self._f.flush()
 
     def close(self) -> None:
         self._f.close()

@@ -268,6 +268,30 @@ class TestStdinRun:
                 proc.wait()
             proc.stderr.close()
 
+    def test_dead_letters_reach_the_file_as_they_come(self, tmp_path):
+        """While stdin is still open, the dead letters of what was read are already in the file."""
+        dead = tmp_path / "dead.jsonl"
+        proc = subprocess.Popen(
+            [*engagewatch(), "run", "--source", "-", "--metrics-port", "0", "--dead-letter", str(dead)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(),
+        )
+        try:
+            proc.stdin.write(now_lines(3) + b"not json\n[1]\n")
+            proc.stdin.flush()
+            deadline = time.monotonic() + 30
+            while len(dead.read_bytes().splitlines() if dead.exists() else []) < 2:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "the dead letters were not written while stdin was open"
+                time.sleep(0.05)
+            assert [orjson.loads(x)["reason"] for x in dead.read_bytes().splitlines()] == ["bad_json", "not_object"]
+            proc.stdin.close()
+            assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+
     @staticmethod
     def poll(url: str, proc: subprocess.Popen, until, timeout_s: float = 30.0) -> dict:
         """Scrape `url` until `until(series)` holds; fail if the command dies or time runs out."""
