@@ -222,8 +222,13 @@ class EmbeddedRunner:
             return self._snapshot_locked()
 
     def write_exposition(self, path: str) -> None:
-        """The final exposition, written whole or not at all."""
+        """The final exposition, written whole or not at all (to a file; a pipe or a device such as /dev/stdout
+        is written to directly, never replaced)."""
         data = exposition(self.collector)
+        if os.path.exists(path) and not os.path.isfile(path):
+            with open(path, "wb") as f:
+                f.write(data)
+            return
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as f:
             f.write(data)

@@ -13,8 +13,10 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -151,6 +153,20 @@ class TestFileRun:
         _, found, letters = run(tmp_path, line("a", T0) + b"\r\n" + line("b", T0, actor="amy"))
         assert letters == []
         assert get(found, "engagewatch_events_total", outcome="applied") == 2
+
+    def test_metrics_out_to_a_pipe_writes_into_it(self, tmp_path):
+        """A pipe (or /dev/stdout) given as `--metrics-out` is written to, not replaced by a file."""
+        fifo = tmp_path / "exposition"
+        os.mkfifo(fifo)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+        reader.start()
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(DIRTY) + b"\n")
+        assert cli.main(["run", "--source", str(source), "--metrics-out", str(fifo)]) == 0
+        reader.join(timeout=30)
+        assert stat.S_ISFIFO(fifo.stat().st_mode)
+        assert get(series(got[0].decode()), "engagewatch_events_total", outcome="applied") == 5
 
     def test_empty_file(self, tmp_path):
         """An empty file exits 0 with zero outcomes."""

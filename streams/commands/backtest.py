@@ -24,6 +24,7 @@ from dataclasses import asdict
 from multiprocessing import Pool
 
 from processors.decay import DECAY, HOLLOW, ONBOARDING, SILENT, DecayConfig, DecayMonitor
+from streams.arguments import output_file
 from streams.backtest_scenarios import DAY_MS, HOUR_MS, Scenario, scenario_grid, scenario_shape, simulate, true_rate
 
 HELP = "score the decay detectors on labelled simulated scenarios"
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaigns", action="store_true",
                         help="give every stream tagged campaigns (6–30 h lifts of 1.2–1.6×, like the simulator's)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--json", metavar="FILE", help="also write every scenario's outcome as JSON")
+    parser.add_argument("--json", type=output_file, metavar="FILE", help="also write every scenario's outcome as JSON")
 
 
 def run_scenario(args: tuple[Scenario, int, DecayConfig]) -> dict:

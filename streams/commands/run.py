@@ -10,6 +10,7 @@ import zlib
 
 from processors.engine import Engine
 from streams import logs
+from streams.arguments import output_file
 from streams.exporter import serve
 from streams.progress import Progress
 from streams.runner import (
@@ -27,12 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock", choices=("event", "wall"),
                    help="evaluation time: the largest applied ts (event) or now (wall); "
                         "default event for a file, wall for stdin")
-    p.add_argument("--metrics-out", metavar="FILE", help="write the final Prometheus exposition here")
+    p.add_argument("--metrics-out", type=output_file, metavar="FILE", help="write the final Prometheus exposition here")
     p.add_argument("--metrics-port", type=int, metavar="N",
                    help="serve /metrics on this port while running (default: ENGAGEWATCH_METRICS_PORT for "
                         "stdin; not served for a file unless given; 0 disables)")
-    p.add_argument("--dead-letter", metavar="FILE", help="write rejected records here as JSON lines")
-    p.add_argument("--alerts-out", metavar="FILE",
+    p.add_argument("--dead-letter", type=output_file, metavar="FILE", help="write rejected records here as JSON lines")
+    p.add_argument("--alerts-out", type=output_file, metavar="FILE",
                    help="run the decay detectors and write their alerts here, one JSON object per line")
     p.add_argument("--detect", action="store_true",
                    help="run the decay detectors (implied by --alerts-out, and when following stdin)")

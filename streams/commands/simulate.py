@@ -13,6 +13,7 @@ from typing import BinaryIO
 import orjson
 
 from processors.config import parse_duration
+from streams.arguments import output_file
 from streams.simulator import BoughtFollowers, Decay, SimSpec, generate, parse_time
 
 HELP = "write realistic synthetic interaction events (wire format v1)"
@@ -81,8 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "[ACCOUNT[/PLATFORM]=]N@AT[:OVER], e.g. 5000@30h")
     parser.add_argument("--dirt", type=_share, default=defaults.dirt, metavar="SHARE",
                         help="share of records made dirty: duplicates, reordering, late, invalid (default 0)")
-    parser.add_argument("--out", default="-", metavar="FILE", help="output file, - for stdout (default)")
-    parser.add_argument("--labels", default=None, metavar="FILE",
+    parser.add_argument("--out", type=output_file, default="-", metavar="FILE", help="output file, - for stdout (default)")
+    parser.add_argument("--labels", type=output_file, default=None, metavar="FILE",
                         help="also write the injected anomalies' ground truth, one JSON object per line")
 
 

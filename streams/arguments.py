@@ -1,0 +1,30 @@
+"""Command-line argument types the commands share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def output_file(value: str) -> str:
+    """A file a command will write, checked when the arguments are parsed: a path that cannot be written must
+    not surface as a traceback after the whole input has been processed. `-` (standard output) passes."""
+    if value == "-":
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a directory")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} cannot be created: there is no directory {path.parent}")
+    try:
+        if not path.exists():
+            path.open("xb").close()  # what permissions, a read-only or a special file system allow
+            path.unlink()
+        elif path.is_file():
+            path.open("ab").close()  # opened for writing, left as it is
+        elif not os.access(path, os.W_OK):  # a device or a pipe (/dev/stderr): opening it could block
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write {value}: {e.strerror}") from None
+    return value
