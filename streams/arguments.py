@@ -28,3 +28,14 @@ def output_file(value: str) -> str:
     except OSError as e:
         raise argparse.ArgumentTypeError(f"cannot write {value}: {e.strerror}") from None
     return value
+
+
+def port_number(value: str) -> int:
+    """A TCP port number, 0 to 65535."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0 to 65535)")
+    return number

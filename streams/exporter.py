@@ -17,7 +17,7 @@ from processors.config import EngineConfig
 from processors.engine import BUDGETS, OUTCOMES
 from processors.snapshot import Snapshot
 from streams import logs
-from streams.settings import env_name
+from streams.settings import SettingsError, env_name
 
 STREAM = ["account", "platform"]
 STREAM_WINDOW = ["account", "platform", "window"]
@@ -172,12 +172,30 @@ def exposition(collector: Collector) -> bytes:
 
 
 def serve(collector: Collector, host: str, port: int, certfile: str | None = None, keyfile: str | None = None):
-    """Serve `/metrics` for `collector` on host:port (TLS when a certificate is given); returns the server."""
+    """Serve `/metrics` for `collector` on host:port (TLS when a certificate is given); returns the server.
+
+    A port in use, an address not of this host or a certificate that does not load fails at once with a
+    `SettingsError` naming the settings to change.
+    """
+    import ssl
+
     from prometheus_client import start_http_server
 
+    tls = f"{env_name('metrics_tls_certfile')} and {env_name('metrics_tls_keyfile')}"
+    if bool(certfile) != bool(keyfile):  # the library would serve plain HTTP with only one of them
+        raise SettingsError(f"{tls} must be set together")
+    if certfile:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+        except OSError as e:  # ssl.SSLError included
+            raise SettingsError(f"bad setting {tls}: cannot load the certificate and key: {e.strerror or e}") from None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    server, _thread = start_http_server(port, addr=host, registry=registry, certfile=certfile, keyfile=keyfile)
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry, certfile=certfile, keyfile=keyfile)
+    except OSError as e:
+        raise SettingsError(f"cannot serve /metrics on {host}:{port}: {e.strerror or e}; change "
+                            f"{env_name('metrics_port')} (or --metrics-port) or {env_name('metrics_host')}") from None
     return server
 
 

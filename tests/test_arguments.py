@@ -8,7 +8,7 @@ import os
 import pytest
 
 from streams import cli
-from streams.arguments import output_file
+from streams.arguments import output_file, port_number
 
 
 class TestOutputFile:
@@ -39,6 +39,25 @@ class TestOutputFile:
         # procfs holds no new files, whoever asks (root included).
         with pytest.raises(argparse.ArgumentTypeError, match="cannot write /proc/engagewatch-test"):
             output_file("/proc/engagewatch-test")
+
+
+class TestPortNumber:
+    @pytest.mark.parametrize("value, number", [("0", 0), ("9464", 9464), ("65535", 65535)])
+    def test_ports(self, value, number):
+        assert port_number(value) == number
+
+    @pytest.mark.parametrize("value", ["-1", "65536", "99999", "http", ""])
+    def test_not_ports(self, value):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a port number"):
+            port_number(value)
+
+
+@pytest.mark.parametrize("command", [["run", "--source", "-"], ["demo"], ["worker"]])
+def test_metrics_port_out_of_range_fails_fast(capsys, command):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--metrics-port", "99999"])
+    assert exit_.value.code == 2
+    assert "argument --metrics-port: 99999 is not a port number" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, option", [

@@ -15,7 +15,7 @@ from rich.live import Live
 from processors.config import parse_duration
 from processors.engine import Engine
 from streams import logs
-from streams.arguments import output_file
+from streams.arguments import output_file, port_number
 from streams.exporter import serve
 from streams.runner import Batch, EmbeddedRunner, start_detection
 from streams.settings import SettingsError, add_engine_arguments, settings_from_args
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dirt", type=float, default=0.01, help="share of dirty records (default 0.01)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--alerts-out", type=output_file, metavar="FILE", help="also write the detectors' alerts here as JSON lines")
-    p.add_argument("--metrics-port", type=int, default=None, metavar="N",
+    p.add_argument("--metrics-port", type=port_number, default=None, metavar="N",
                    help="serve /metrics here (default ENGAGEWATCH_METRICS_PORT, 9464; 0 disables)")
     add_engine_arguments(p)
 

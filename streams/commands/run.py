@@ -10,7 +10,7 @@ import zlib
 
 from processors.engine import Engine
 from streams import logs
-from streams.arguments import output_file
+from streams.arguments import output_file, port_number
 from streams.exporter import serve
 from streams.progress import Progress
 from streams.runner import (
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluation time: the largest applied ts (event) or now (wall); "
                         "default event for a file, wall for stdin")
     p.add_argument("--metrics-out", type=output_file, metavar="FILE", help="write the final Prometheus exposition here")
-    p.add_argument("--metrics-port", type=int, metavar="N",
+    p.add_argument("--metrics-port", type=port_number, metavar="N",
                    help="serve /metrics on this port while running (default: ENGAGEWATCH_METRICS_PORT for "
                         "stdin; not served for a file unless given; 0 disables)")
     p.add_argument("--dead-letter", type=output_file, metavar="FILE", help="write rejected records here as JSON lines")

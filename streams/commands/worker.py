@@ -17,11 +17,12 @@ HELP = "run a Faust worker on the interactions topic"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from streams.arguments import port_number
     from streams.settings import add_engine_arguments
 
     p.add_argument("--clock", choices=("wall", "event"), default="wall",
                    help="evaluation time: now (wall, default) or the largest applied ts (event, for replays)")
-    p.add_argument("--metrics-port", type=int, metavar="N",
+    p.add_argument("--metrics-port", type=port_number, metavar="N",
                    help="serve /metrics on this port (ENGAGEWATCH_METRICS_PORT; 0 disables)")
     p.add_argument("--bootstrap-servers", help="host:port[,host:port] (ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS)")
     p.add_argument("--store", help="checkpoint table store: memory:// or rocksdb:// (ENGAGEWATCH_KAFKA__STORE)")
