@@ -11,11 +11,14 @@ from streams.stopping import sigterm_interrupts, stop_between_batches
 
 @pytest.fixture(autouse=True)
 def handlers_kept():
-    """Each test leaves the process's handlers as it found them, and checks that the code under test did."""
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    """Ctrl-C as a terminal delivers it (a test run started in the background by a script inherits SIGINT
+    ignored); afterwards the process's own handlers, after checking that the code under test restored them."""
+    own = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    before = {s: signal.getsignal(s) for s in own}
     yield before
-    after = {s: signal.getsignal(s) for s in before}
-    for s, h in before.items():
+    after = {s: signal.getsignal(s) for s in own}
+    for s, h in own.items():
         signal.signal(s, h)
     assert after == before
 
