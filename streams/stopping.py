@@ -39,8 +39,7 @@ def stop_between_batches() -> Iterator[StopRequest]:
 
     A batch is then either applied and its dead letters written, or not read at all: an interrupt inside
     `Engine.feed` would leave records counted by the streams but not by the outcome counters, and dead letters
-    unwritten. A second signal interrupts at once. SIGINT stays ignored where the parent ignored it (a job
-    started in the background by a script).
+    unwritten. A second signal interrupts at once.
     """
     request = StopRequest()
 
@@ -49,8 +48,7 @@ def stop_between_batches() -> Iterator[StopRequest]:
             raise KeyboardInterrupt
         request.signal_name = signal.Signals(signum).name
 
-    wanted = tuple(s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN)
-    with _handling(wanted, handler):
+    with _handling((signal.SIGINT, signal.SIGTERM), handler):
         yield request
 
 
@@ -61,11 +59,12 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @contextmanager
 def _handling(signals: tuple[signal.Signals, ...], handler) -> Iterator[None]:
     # Handlers can only be set from the main thread; a command called from another thread (a test) keeps the
-    # process's own.
+    # process's own. A signal the parent ignored stays ignored (SIGINT, for a job started in the background by a
+    # script).
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, handler) for s in signals}
+    previous = {s: signal.signal(s, handler) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -36,15 +36,6 @@ class TestStopBetweenBatches:
             signal.raise_signal(signal.SIGTERM)
             signal.raise_signal(signal.SIGINT)
 
-    def test_sigint_ignored_by_the_parent_stays_ignored(self, handlers_kept):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            with stop_between_batches() as stop:
-                signal.raise_signal(signal.SIGINT)
-                assert not stop
-                assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        finally:
-            signal.signal(signal.SIGINT, handlers_kept[signal.SIGINT])
 
 
 class TestSigtermInterrupts:
@@ -56,3 +47,18 @@ class TestSigtermInterrupts:
         with sigterm_interrupts():
             assert signal.getsignal(signal.SIGTERM) is not handlers_kept[signal.SIGTERM]
         assert signal.getsignal(signal.SIGTERM) is handlers_kept[signal.SIGTERM]
+
+
+@pytest.mark.parametrize("stopping, sig", [
+    (stop_between_batches, signal.SIGINT), (stop_between_batches, signal.SIGTERM), (sigterm_interrupts, signal.SIGTERM),
+])
+def test_a_signal_the_parent_ignored_stays_ignored(handlers_kept, stopping, sig):
+    """As for a job started in the background by a script, which inherits SIGINT ignored."""
+    signal.signal(sig, signal.SIG_IGN)
+    try:
+        with stopping() as stop:
+            signal.raise_signal(sig)  # nothing happens
+            assert signal.getsignal(sig) is signal.SIG_IGN
+            assert not stop
+    finally:
+        signal.signal(sig, handlers_kept[sig])

@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "after the warm-up)")
     p.add_argument("--dirt", type=float, default=0.01, help="share of dirty records (default 0.01)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--alerts-out", type=output_file, metavar="FILE", help="also write the detectors' alerts here as JSON lines")
+    p.add_argument("--alerts-out", type=output_file, metavar="FILE",
+                   help="also write the detectors' alerts here as JSON lines")
     p.add_argument("--metrics-port", type=port_number, default=None, metavar="N",
                    help="serve /metrics here (default ENGAGEWATCH_METRICS_PORT, 9464; 0 disables)")
     add_engine_arguments(p)

@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "[ACCOUNT[/PLATFORM]=]N@AT[:OVER], e.g. 5000@30h")
     parser.add_argument("--dirt", type=_share, default=defaults.dirt, metavar="SHARE",
                         help="share of records made dirty: duplicates, reordering, late, invalid (default 0)")
-    parser.add_argument("--out", type=output_file, default="-", metavar="FILE", help="output file, - for stdout (default)")
+    parser.add_argument("--out", type=output_file, default="-", metavar="FILE",
+                        help="output file, - for stdout (default)")
     parser.add_argument("--labels", type=output_file, default=None, metavar="FILE",
                         help="also write the injected anomalies' ground truth, one JSON object per line")
 
