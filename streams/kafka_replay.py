@@ -55,10 +55,13 @@ class ReplayReport:
     seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
     """Delivery error type -> count."""
+    interrupted: bool = False
+    """Stopped by Ctrl-C or SIGTERM: the first `sent` records were sent, and no more were read."""
 
     def summary(self) -> str:
         rate = self.delivered / self.seconds if self.seconds > 0 else 0.0
         text = (
+            f"{'interrupted: ' if self.interrupted else ''}"
             f"replayed {self.sent} records to {self.topic} in {self.seconds:.2f}s ({rate:,.0f}/s): "
             f"{self.delivered} delivered, {self.failed} failed, {self.unkeyed} without an account key"
         )
@@ -74,7 +77,11 @@ def replay(
     progress: Callable[[int], None] | None = None,
     topic: str | None = None,
 ) -> ReplayReport:
-    """Send `records` in order; at most `rate` per second when given. Blocks until all are acknowledged."""
+    """Send `records` in order; at most `rate` per second when given. Blocks until all are acknowledged.
+
+    Interrupted (KeyboardInterrupt), it stops reading, still waits for what it sent, and says so in the report:
+    whoever resumes needs to know how far it got.
+    """
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -116,26 +123,32 @@ def replay(
         except KafkaError:
             raise Unreachable(f"topic {topic} does not exist on {kafka.bootstrap_servers}; run `engagewatch topics create`")
         interval = 1.0 / rate if rate else 0.0
-        for record in records:
-            if interval:
-                due = start + report.sent * interval
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)  # pacing to the requested rate
-            key = account_key(record)
-            if key is None:
-                report.unkeyed += 1
-            try:
-                future = producer.send(topic, value=record, key=key)
-            except KafkaError as e:
-                failed(e)
-            else:
-                future.add_callback(delivered)
-                future.add_errback(failed)
-            report.sent += 1
-            if progress is not None:
-                progress(len(record) + 1)
-        producer.flush(timeout=max(60.0, timeout_ms / 1000))
+        try:
+            for record in records:
+                if interval:
+                    due = start + report.sent * interval
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)  # pacing to the requested rate
+                key = account_key(record)
+                if key is None:
+                    report.unkeyed += 1
+                try:
+                    future = producer.send(topic, value=record, key=key)
+                except KafkaError as e:
+                    failed(e)
+                else:
+                    future.add_callback(delivered)
+                    future.add_errback(failed)
+                report.sent += 1
+                if progress is not None:
+                    progress(len(record) + 1)
+            producer.flush(timeout=max(60.0, timeout_ms / 1000))
+        except KeyboardInterrupt:
+            # Stop reading; `close` below still delivers what was sent (or counts it failed). An interrupt
+            # between a send and its count: every record acknowledged either way was sent.
+            report.interrupted = True
+            report.sent = max(report.sent, report.delivered + report.failed)
     finally:
         producer.close(timeout=10)
         report.seconds = time.monotonic() - start

@@ -1,7 +1,8 @@
 """`engagewatch replay FILE|- [--rate N]`: produce a file of events into the interactions topic.
 
 Keyed by account, idempotent, `acks=all`. A progress bar when stderr is a terminal; a summary line always;
-exit status 1 when any record was not delivered.
+exit status 1 when any record was not delivered, 130 when stopped by Ctrl-C or SIGTERM (the summary says how far
+it got).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         if source is not sys.stdin.buffer:
             source.close()
     print(report.summary(), file=sys.stderr)
-    return 1 if report.failed else 0
+    return 1 if report.failed else 130 if report.interrupted else 0
 
 
 class _progress:
