@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 from pathlib import Path
 
 
@@ -39,3 +40,28 @@ def port_number(value: str) -> int:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port number (0 to 65535)")
     return number
+
+
+def same_file(files: dict[str, str | None]) -> str | None:
+    """Which two of these options name the same file, as a message; None when none do.
+
+    Checked before anything is opened: an output opened for writing over the input (or over another output)
+    would destroy it without a word. Options not given, `-`, and devices and pipes (two outputs to /dev/stderr
+    mean to share it) are left out.
+    """
+    seen: dict[object, str] = {}
+    for option, value in files.items():
+        if value is None or value == "-":
+            continue
+        try:
+            st = os.stat(value)
+        except OSError:
+            identity: object = os.path.realpath(value)  # not there yet: the same path is the same file
+        else:
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            identity = (st.st_dev, st.st_ino)  # hard and symbolic links included
+        if identity in seen:
+            return f"{seen[identity]} and {option} name the same file ({value})"
+        seen[identity] = option
+    return None

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from streams import cli
-from streams.arguments import output_file, port_number
+from streams.arguments import output_file, port_number, same_file
 
 
 class TestOutputFile:
@@ -75,3 +75,32 @@ def test_every_output_option_fails_fast_naming_itself(tmp_path, capsys, argv, op
         cli.main([a.replace("{bad}", bad) for a in argv])
     assert exit_.value.code == 2
     assert f"argument {option}: {bad} cannot be created: there is no directory" in capsys.readouterr().err
+
+
+class TestSameFile:
+    def test_distinct_files_pass(self, tmp_path):
+        (tmp_path / "in.jsonl").write_bytes(b"")
+        assert same_file({"--source": str(tmp_path / "in.jsonl"), "--metrics-out": str(tmp_path / "out.prom"),
+                          "--dead-letter": None}) is None
+
+    def test_the_same_existing_file_by_another_path(self, tmp_path):
+        (tmp_path / "in.jsonl").write_bytes(b"")
+        (tmp_path / "link.jsonl").symlink_to(tmp_path / "in.jsonl")
+        assert same_file({"--source": str(tmp_path / "in.jsonl"), "--dead-letter": str(tmp_path / "link.jsonl")}) \
+            == f"--source and --dead-letter name the same file ({tmp_path / 'link.jsonl'})"
+
+    def test_the_same_new_file_twice(self, tmp_path):
+        assert same_file({"--out": str(tmp_path / "x"), "--labels": f"{tmp_path}/./x"}) is not None
+
+    @pytest.mark.parametrize("shared", ["-", os.devnull])
+    def test_standard_streams_and_devices_may_be_shared(self, shared):
+        assert same_file({"--dead-letter": shared, "--alerts-out": shared}) is None
+
+
+@pytest.mark.parametrize("option", ["--metrics-out", "--dead-letter", "--alerts-out"])
+def test_run_refuses_to_write_over_its_source(tmp_path, capsys, option):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"id":"a"}\n' * 3)
+    assert cli.main(["run", "--source", str(source), option, str(source)]) == 2
+    assert f"--source and {option} name the same file" in capsys.readouterr().err
+    assert source.read_bytes() == b'{"id":"a"}\n' * 3

@@ -10,7 +10,7 @@ import zlib
 
 from processors.engine import Engine
 from streams import logs
-from streams.arguments import output_file, port_number
+from streams.arguments import output_file, port_number, same_file
 from streams.exporter import serve
 from streams.progress import Progress
 from streams.runner import (
@@ -41,6 +41,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    clash = same_file({"--source": args.source, "--metrics-out": args.metrics_out, "--dead-letter": args.dead_letter,
+                       "--alerts-out": args.alerts_out})
+    if clash:
+        print(f"engagewatch run: {clash}", file=sys.stderr)
+        return 2
     settings = settings_from_args(args)
     logs.configure(settings.log_level, settings.log_format)
     log = logs.get("engagewatch.run")

@@ -13,7 +13,7 @@ from typing import BinaryIO
 import orjson
 
 from processors.config import parse_duration
-from streams.arguments import output_file
+from streams.arguments import output_file, same_file
 from streams.simulator import BoughtFollowers, Decay, SimSpec, generate, parse_time
 
 HELP = "write realistic synthetic interaction events (wire format v1)"
@@ -115,6 +115,10 @@ def main(args: argparse.Namespace) -> int:
         spec = spec_from_args(args)
     except ValueError as e:
         print(f"engagewatch simulate: {e}", file=sys.stderr)
+        return 2
+    clash = same_file({"--out": args.out, "--labels": args.labels})
+    if clash:
+        print(f"engagewatch simulate: {clash}", file=sys.stderr)
         return 2
     if args.labels:
         with open(args.labels, "wb") as f:
