@@ -1,4 +1,4 @@
-"""Output paths are checked when the arguments are parsed, before any input is read."""
+"""Paths and ports a command is given are checked before any input is read or any broker reached."""
 
 from __future__ import annotations
 
@@ -104,3 +104,14 @@ def test_run_refuses_to_write_over_its_source(tmp_path, capsys, option):
     assert cli.main(["run", "--source", str(source), option, str(source)]) == 2
     assert f"--source and {option} name the same file" in capsys.readouterr().err
     assert source.read_bytes() == b'{"id":"a"}\n' * 3
+
+
+def test_worker_data_dir_that_cannot_be_written_fails_before_kafka_is_reached(tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_bytes(b"")
+    monkeypatch.setenv("ENGAGEWATCH_KAFKA__DATA_DIR", str(a_file / "worker"))
+    monkeypatch.setenv("ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")  # nothing there
+    monkeypatch.setenv("ENGAGEWATCH_KAFKA__CONNECT_TIMEOUT", "60s")  # tried first, it would fail on that, in a minute
+    assert cli.main(["worker", "--metrics-port", "0"]) == 2
+    assert f"bad setting ENGAGEWATCH_KAFKA__DATA_DIR: cannot write {a_file / 'worker'}: Not a directory" in \
+        capsys.readouterr().err

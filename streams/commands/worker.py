@@ -39,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     from streams import logs
     from processors.config import parse_duration
     from streams.kafka_clients import Unreachable, describe_connection
-    from streams.settings import settings_from_args
+    from streams.settings import SettingsError, env_name, settings_from_args
 
     settings = settings_from_args(args)
     kafka_overrides = {
@@ -52,6 +52,13 @@ def main(args: argparse.Namespace) -> int:
     kafka_overrides = {k: v for k, v in kafka_overrides.items() if v is not None}
     if kafka_overrides:
         settings = settings_from_args(args, kafka=settings.kafka.model_dump() | kafka_overrides)
+    data_dir = settings.kafka.data_dir
+    try:  # before reaching for the broker: a local mistake is the quicker one to report
+        os.makedirs(data_dir, exist_ok=True)
+        if not os.access(data_dir, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise SettingsError(f"bad setting {env_name('kafka.data_dir')}: cannot write {data_dir}: {e.strerror}") from None
     logs.configure(settings.log_level, settings.log_format)
     log = logs.get("engagewatch.worker")
 
@@ -82,7 +89,6 @@ def main(args: argparse.Namespace) -> int:
     from streams.exporter import serve
     from streams.faust_app import WorkerRuntime, build_app
 
-    os.makedirs(settings.kafka.data_dir, exist_ok=True)
     runtime = WorkerRuntime(settings, args.clock, detect=not args.no_detect)
     session_timeout = settings.kafka.session_timeout
     app = build_app(runtime, partitions, parse_duration(session_timeout, "") / 1000 if session_timeout else None)
