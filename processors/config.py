@@ -20,6 +20,7 @@ class ConfigError(ValueError):
     def __init__(self, setting: str, problem: str) -> None:
         super().__init__(f"{setting}: {problem}")
         self.setting = setting
+        self.problem = problem
 
 
 def parse_duration(text: str, setting: str) -> int:

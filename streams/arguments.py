@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from processors.config import ConfigError, parse_duration
+
+T = TypeVar("T")
 
 
 def output_file(value: str) -> str:
@@ -28,6 +34,56 @@ def output_file(value: str) -> str:
             raise PermissionError(13, "Permission denied")
     except OSError as e:
         raise argparse.ArgumentTypeError(f"cannot write {value}: {e.strerror}") from None
+    return value
+
+
+def parsed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type that shows the parser's own message instead of `invalid parse value`."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
+def duration_ms(text: str) -> int:
+    """`90s`, `5m`, `1h`, `7d`, `2w` or a bare number of seconds, in milliseconds."""
+    try:
+        return parse_duration(text, "")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(e.problem) from None
+
+
+def count(text: str) -> int:
+    """A whole number, 0 or more."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not at least 1")
+    return value
+
+
+def positive_number(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def share(text: str) -> float:
+    """A fraction, 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
     return value
 
 

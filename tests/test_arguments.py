@@ -115,3 +115,24 @@ def test_worker_data_dir_that_cannot_be_written_fails_before_kafka_is_reached(tm
     assert cli.main(["worker", "--metrics-port", "0"]) == 2
     assert f"bad setting ENGAGEWATCH_KAFKA__DATA_DIR: cannot write {a_file / 'worker'}: Not a directory" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--accounts", "0"], "argument --accounts: 0 is not at least 1"),
+    (["demo", "--rate", "0"], "argument --rate: 0 is not positive"),
+    (["demo", "--speed", "-5"], "argument --speed: -5 is not positive"),
+    (["demo", "--dirt", "2"], "argument --dirt: 2 is not between 0 and 1"),
+    (["demo", "--warmup", "soon"], "argument --warmup: 'soon' is not a duration like 90s, 5m, 1h or 7d"),
+    (["demo", "--for", "a while"], "argument --for: 'a while' is not a duration"),
+    (["demo", "--decay", "bogus"], "argument --decay: 'bogus' is not like"),
+    (["simulate", "--duration", "soon"], "argument --duration: 'soon' is not a duration"),
+    (["backtest", "--days", "0"], "argument --days: 0 is not at least 1"),
+    (["backtest", "--tick", "0"], "argument --tick: 0 is not at least 1"),
+    (["backtest", "--jobs", "0"], "argument --jobs: 0 is not at least 1"),
+    (["backtest", "--max-rate", "-1"], "argument --max-rate: -1 is not positive"),
+])
+def test_bad_numbers_and_durations_fail_at_parse_naming_the_option(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from multiprocessing import Pool
 
 from processors.decay import DECAY, HOLLOW, ONBOARDING, SILENT, DecayConfig, DecayMonitor
-from streams.arguments import output_file
+from streams.arguments import output_file, positive_int, positive_number
 from streams.backtest_scenarios import DAY_MS, HOUR_MS, Scenario, scenario_grid, scenario_shape, simulate, true_rate
 
 HELP = "score the decay detectors on labelled simulated scenarios"
@@ -32,15 +32,15 @@ SLACK_MS = 3 * HOUR_MS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--per-cell", type=int, default=8, help="streams per scenario cell (default 8)")
+    parser.add_argument("--per-cell", type=positive_int, default=8, help="streams per scenario cell (default 8)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--tick", type=int, default=300, help="evaluation tick in seconds (default 300)")
-    parser.add_argument("--min-rate", type=float, default=4.0, help="smallest follower engagements per hour")
-    parser.add_argument("--max-rate", type=float, default=100.0, help="largest follower engagements per hour")
+    parser.add_argument("--days", type=positive_int, default=14)
+    parser.add_argument("--tick", type=positive_int, default=300, help="evaluation tick in seconds (default 300)")
+    parser.add_argument("--min-rate", type=positive_number, default=4.0, help="smallest follower engagements per hour")
+    parser.add_argument("--max-rate", type=positive_number, default=100.0, help="largest follower engagements per hour")
     parser.add_argument("--campaigns", action="store_true",
                         help="give every stream tagged campaigns (6–30 h lifts of 1.2–1.6×, like the simulator's)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1)
     parser.add_argument("--json", type=output_file, metavar="FILE", help="also write every scenario's outcome as JSON")
 
 

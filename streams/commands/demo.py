@@ -7,18 +7,21 @@ then runs `--speed` times faster than real time. The engine evaluates on that si
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from rich.console import Console
 from rich.live import Live
 
-from processors.config import parse_duration
+from processors.config import format_duration
 from processors.engine import Engine
 from streams import logs
-from streams.arguments import output_file, port_number
+from streams.arguments import (
+    duration_ms, output_file, parsed, port_number, positive_int, positive_number, share,
+)
 from streams.exporter import serve
 from streams.runner import Batch, EmbeddedRunner, start_detection
-from streams.settings import SettingsError, add_engine_arguments, settings_from_args
+from streams.settings import add_engine_arguments, settings_from_args
 from streams.simulator import Decay, SimSpec, timeline
 from streams.view import stream_table
 
@@ -26,19 +29,19 @@ HELP = "simulate a live campaign, process it as it happens and show it"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)")
-    p.add_argument("--warmup", default="8d",
+    p.add_argument("--speed", type=positive_number, default=60.0, help="simulated seconds per real second (default 60)")
+    p.add_argument("--warmup", type=duration_ms, default="8d",
                    help="simulated history replayed at start, so that windows are full and the detectors have "
                         "learned their baselines (default 8d; they need 7 days before they report a decay)")
-    p.add_argument("--for", dest="run_for", default=None, metavar="DURATION",
+    p.add_argument("--for", dest="run_for", type=duration_ms, default=None, metavar="DURATION",
                    help="stop after this much real time, e.g. 30s (default: until Ctrl-C)")
-    p.add_argument("--accounts", type=int, default=3, help="simulated brand accounts (default 3)")
+    p.add_argument("--accounts", type=positive_int, default=3, help="simulated brand accounts (default 3)")
     p.add_argument("--platforms", default="instagram,tiktok,x", help="comma-separated platforms")
-    p.add_argument("--rate", type=float, default=400.0, help="mean events per stream per simulated hour")
-    p.add_argument("--decay", action="append", default=None, metavar="SPEC",
+    p.add_argument("--rate", type=positive_number, default=400.0, help="mean events per stream per simulated hour")
+    p.add_argument("--decay", type=parsed(Decay.parse), action="append", default=None, metavar="SPEC",
                    help="inject a decay, as for `simulate` (default: acme/instagram=0.5 from 1 simulated hour "
                         "after the warm-up)")
-    p.add_argument("--dirt", type=float, default=0.01, help="share of dirty records (default 0.01)")
+    p.add_argument("--dirt", type=share, default=0.01, help="share of dirty records (default 0.01)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--alerts-out", type=output_file, metavar="FILE",
                    help="also write the detectors' alerts here as JSON lines")
@@ -51,19 +54,22 @@ def main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logs.configure(settings.log_level, settings.log_format)
     log = logs.get("engagewatch.demo")
-    if args.speed <= 0:
-        raise SettingsError("bad flag --speed: must be positive")
-    warmup_ms = parse_duration(args.warmup, "warmup")
-    run_for_s = parse_duration(args.run_for, "for") / 1000 if args.run_for else None
+    warmup_ms = args.warmup
+    run_for_s = args.run_for / 1000 if args.run_for is not None else None
 
     started_wall = time.time()
     start_ms = int(started_wall * 1000) - warmup_ms
-    spec = SimSpec(
-        seed=args.seed, accounts=args.accounts, platforms=tuple(args.platforms.split(",")), start_ms=start_ms,
-        duration_ms=None, rate=args.rate, dirt=args.dirt,
-        decays=tuple(Decay.parse(d) for d in (args.decay if args.decay is not None
-                                               else [f"acme/instagram=0.5@{warmup_ms // 1000 + 3600}s"])),
-    )
+    decays = args.decay
+    if decays is None:  # acme/instagram halves an hour into the live part
+        decays = [Decay.parse(f"acme/instagram=0.5@{warmup_ms // 1000 + 3600}s")]
+    try:
+        spec = SimSpec(
+            seed=args.seed, accounts=args.accounts, platforms=tuple(args.platforms.split(",")), start_ms=start_ms,
+            duration_ms=None, rate=args.rate, dirt=args.dirt, decays=tuple(decays),
+        )
+    except ValueError as e:  # a platform name the wire format refuses, say
+        print(f"engagewatch demo: {e}", file=sys.stderr)
+        return 2
     events = timeline(spec)
 
     def sim_now() -> int:
@@ -82,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
     try:  # Ctrl-C stops the demo cleanly, in the warm-up too
         history: list[bytes] = []
-        with console.status(f"replaying {args.warmup} of simulated history so that windows and baselines are "
+        with console.status(f"replaying {format_duration(warmup_ms)} of simulated history so that windows and baselines are "
                             "full…"):
             for emitted, line in events:
                 if emitted > start_ms + warmup_ms:

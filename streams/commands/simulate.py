@@ -12,42 +12,11 @@ from typing import BinaryIO
 
 import orjson
 
-from processors.config import parse_duration
-from streams.arguments import output_file, same_file
+from streams.arguments import count, duration_ms, output_file, parsed, same_file, share
 from streams.simulator import BoughtFollowers, Decay, SimSpec, generate, parse_time
 
 HELP = "write realistic synthetic interaction events (wire format v1)"
 _BATCH = 10_000  # lines per write: few syscalls without holding the whole file in memory
-
-
-def _duration(text: str) -> int:
-    return parse_duration(text, "duration")
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _parsed(parse):
-    """An argparse type that shows the parser's own message instead of `invalid parse value`."""
-
-    def convert(text: str):
-        try:
-            return parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return convert
 
 
 def _platforms(text: str) -> tuple[str, ...]:
@@ -57,30 +26,30 @@ def _platforms(text: str) -> tuple[str, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SimSpec()
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)")
-    parser.add_argument("--accounts", type=_count, default=defaults.accounts,
+    parser.add_argument("--accounts", type=count, default=defaults.accounts,
                         help="number of brand accounts: acme, globex, initech, … (default %(default)s)")
     parser.add_argument("--platforms", type=_platforms, default=defaults.platforms, metavar="LIST",
                         help="comma-separated platforms, each account is on all (default instagram,tiktok,x)")
-    parser.add_argument("--start", type=_parsed(parse_time), default=defaults.start_ms, metavar="TIME",
+    parser.add_argument("--start", type=parsed(parse_time), default=defaults.start_ms, metavar="TIME",
                         help="RFC 3339 time or epoch ms of the first event (default 2026-01-01T00:00:00Z)")
-    parser.add_argument("--duration", type=_parsed(_duration), default=None, metavar="DUR",
+    parser.add_argument("--duration", type=duration_ms, default=None, metavar="DUR",
                         help="simulated time, e.g. 2d (default 1d, or unbounded when --events is given)")
-    parser.add_argument("--events", type=_count, default=None, metavar="N",
+    parser.add_argument("--events", type=count, default=None, metavar="N",
                         help="stop after exactly N lines, dirt included")
-    parser.add_argument("--actors", type=_count, default=defaults.actors, metavar="N",
+    parser.add_argument("--actors", type=count, default=defaults.actors, metavar="N",
                         help="mean population (followers and outsiders) per stream (default %(default)s)")
     parser.add_argument("--rate", type=float, default=defaults.rate, metavar="PER_HOUR",
                         help="mean events per stream per hour before seasonality (default %(default)s)")
-    parser.add_argument("--active-share", type=_share, default=defaults.active_share, metavar="SHARE",
+    parser.add_argument("--active-share", type=share, default=defaults.active_share, metavar="SHARE",
                         help="share of followers who ever engage (default %(default)s)")
     parser.add_argument("--no-campaigns", dest="campaigns", action="store_false", help="run no campaigns")
-    parser.add_argument("--decay", type=_parsed(Decay.parse), action="append", default=[], metavar="SPEC",
+    parser.add_argument("--decay", type=parsed(Decay.parse), action="append", default=[], metavar="SPEC",
                         help="drop of the followers' engagement rate, repeatable: "
                              "[ACCOUNT[/PLATFORM]=]DROP@AT[:sudden|:gradual:RAMP], e.g. 0.4@36h")
-    parser.add_argument("--bought-followers", type=_parsed(BoughtFollowers.parse), action="append", default=[],
+    parser.add_argument("--bought-followers", type=parsed(BoughtFollowers.parse), action="append", default=[],
                         metavar="SPEC", help="spike of follows that never engage, repeatable: "
                                              "[ACCOUNT[/PLATFORM]=]N@AT[:OVER], e.g. 5000@30h")
-    parser.add_argument("--dirt", type=_share, default=defaults.dirt, metavar="SHARE",
+    parser.add_argument("--dirt", type=share, default=defaults.dirt, metavar="SHARE",
                         help="share of records made dirty: duplicates, reordering, late, invalid (default 0)")
     parser.add_argument("--out", type=output_file, default="-", metavar="FILE",
                         help="output file, - for stdout (default)")
