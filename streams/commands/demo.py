@@ -88,8 +88,8 @@ def main(args: argparse.Namespace) -> int:
     live = Live(console=console, auto_refresh=False) if console.is_terminal else None
     try:  # Ctrl-C stops the demo cleanly, in the warm-up too
         history: list[bytes] = []
-        with console.status(f"replaying {format_duration(warmup_ms)} of simulated history so that windows and baselines are "
-                            "full…"):
+        with console.status(f"replaying {format_duration(warmup_ms)} of simulated history so that windows and "
+                            "baselines are full…"):
             for emitted, line in events:
                 if emitted > start_ms + warmup_ms:
                     break

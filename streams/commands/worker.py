@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
         if not os.access(data_dir, os.W_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as e:
-        raise SettingsError(f"bad setting {env_name('kafka.data_dir')}: cannot write {data_dir}: {e.strerror}") from None
+        setting = env_name("kafka.data_dir")
+        raise SettingsError(f"bad setting {setting}: cannot write {data_dir}: {e.strerror}") from None
     logs.configure(settings.log_level, settings.log_format)
     log = logs.get("engagewatch.worker")
 
