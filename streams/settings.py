@@ -6,6 +6,9 @@ A bad value fails at start-up with a message that names the variable.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -164,8 +167,37 @@ def env_name(setting: str) -> str:
     return ENV_PREFIX + setting.upper().replace(".", "__")
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """`ENGAGEWATCH_*` variables that name no setting, each with the closest one that does when there is one.
+
+    A misspelt variable would otherwise leave its setting at the default without a word (those of a section,
+    `ENGAGEWATCH_KAFKA__…`, are refused by the section itself). `ENGAGEWATCH_TEST_*` belongs to the test suite.
+    """
+    sections = {name for name, field in Settings.model_fields.items()
+                if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)}
+    fields = set(Settings.model_fields) - sections
+    found = []
+    for variable in environ:
+        name = variable.upper()
+        if not name.startswith(ENV_PREFIX) or name.startswith(f"{ENV_PREFIX}TEST_"):
+            continue
+        rest = name.removeprefix(ENV_PREFIX).lower()
+        if rest in fields or rest.split("__")[0] in sections:
+            continue
+        close = difflib.get_close_matches(rest.split("__")[0], sorted(fields | sections), n=1)
+        if close:
+            hint = env_name(close[0]) + ("__…" if close[0] in sections else "")
+            found.append(f"{variable} (did you mean {hint}?)")
+        else:
+            found.append(variable)
+    return sorted(found)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment with non-None `overrides` (from flags) on top; fails naming the setting."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError(f"unknown setting {', '.join(unknown)}")
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:

@@ -206,6 +206,23 @@ class TestSettings:
         with pytest.raises(SettingsError, match="ENGAGEWATCH_DEDUP_HORIZON"):
             load_settings()
 
+    @pytest.mark.parametrize(("variable", "hint"), [
+        ("ENGAGEWATCH_WINDOW", " (did you mean ENGAGEWATCH_WINDOWS?)"),
+        ("ENGAGEWATCH_METRIC_PORT", " (did you mean ENGAGEWATCH_METRICS_PORT?)"),
+        ("ENGAGEWATCH_KAFKAS__PARTITIONS", " (did you mean ENGAGEWATCH_KAFKA__…?)"),
+        ("ENGAGEWATCH_ZZZ", ""),
+    ])
+    def test_a_variable_that_names_no_setting_is_refused(self, monkeypatch, variable, hint):
+        """A misspelt variable would leave its setting at the default without a word."""
+        monkeypatch.setenv(variable, "1h")
+        with pytest.raises(SettingsError) as caught:
+            load_settings()
+        assert str(caught.value) == f"unknown setting {variable}{hint}"
+
+    def test_the_test_suites_own_variables_are_not_settings(self, monkeypatch):
+        monkeypatch.setenv("ENGAGEWATCH_TEST_REQUIRE_ALL", "1")
+        assert load_settings().engine_config() == EngineConfig()
+
     def test_variable_names_are_case_insensitive(self, monkeypatch):
         """`engagewatch_grace` works like `ENGAGEWATCH_GRACE`."""
         monkeypatch.setenv("engagewatch_grace", "7m")
