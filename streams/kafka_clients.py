@@ -99,11 +99,21 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     a client certificate for mutual TLS when `ssl_certfile` is set."""
     if kafka.security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=kafka.ssl_cafile)
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=kafka.ssl_cafile)
+    except OSError as e:  # ssl.SSLError included
+        raise SettingsError(f"bad setting ENGAGEWATCH_KAFKA__SSL_CAFILE: cannot load {kafka.ssl_cafile}: "
+                            f"{e.strerror or e}") from None
     ctx.check_hostname = kafka.ssl_check_hostname
     if kafka.ssl_certfile:
         password = kafka.ssl_keyfile_password.get_secret_value() if kafka.ssl_keyfile_password else None
-        ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile, password)
+        try:
+            ctx.load_cert_chain(kafka.ssl_certfile, kafka.ssl_keyfile, password)
+        except OSError as e:
+            raise SettingsError(
+                "bad setting ENGAGEWATCH_KAFKA__SSL_CERTFILE/ENGAGEWATCH_KAFKA__SSL_KEYFILE"
+                f"/ENGAGEWATCH_KAFKA__SSL_KEYFILE_PASSWORD: cannot load the client certificate: {e.strerror or e}"
+            ) from None
     return ctx
 
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from processors.config import ConfigError, EngineConfig, parse_duration, windows_from_text
 
 ENV_PREFIX = "ENGAGEWATCH_"
+TOPIC_NAME = r"^[A-Za-z0-9._-]{1,249}$"  # what Kafka accepts as a topic name
 
 
 class SettingsError(SystemExit):
@@ -34,9 +35,9 @@ class KafkaSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    interactions_topic: str = "engagewatch-interactions"
-    alerts_topic: str = "engagewatch-alerts"
-    dead_letter_topic: str = "engagewatch-dead-letters"
+    interactions_topic: str = Field("engagewatch-interactions", pattern=TOPIC_NAME)
+    alerts_topic: str = Field("engagewatch-alerts", pattern=TOPIC_NAME)
+    dead_letter_topic: str = Field("engagewatch-dead-letters", pattern=TOPIC_NAME)
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
     retention: str = "7d"
@@ -92,7 +93,7 @@ def _duration_ms(text: str) -> int:
     try:
         return parse_duration(text, "")
     except ConfigError as e:
-        raise ValueError(str(e).removeprefix(": ")) from None
+        raise ValueError(e.problem) from None
 
 
 class AlertSettings(BaseModel):

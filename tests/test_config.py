@@ -180,6 +180,8 @@ class TestSettings:
             ("ENGAGEWATCH_METRICS_PORT", "70000"),
             ("ENGAGEWATCH_LOG_LEVEL", "loud"),
             ("ENGAGEWATCH_KAFKA__PARTITIONS", "0"),
+            ("ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC", "events/raw"),
+            ("ENGAGEWATCH_KAFKA__DEAD_LETTER_TOPIC", ""),
             ("ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL", "often"),
             ("ENGAGEWATCH_KAFKA__BATCH_WITHIN", "soon"),
             ("ENGAGEWATCH_KAFKA__CONNECT_TIMEOUT", "0"),

@@ -156,10 +156,19 @@ class TestMutualTls:
         assert "client certificate" in describe_connection(kafka)
 
     def test_the_key_password_is_used(self, pki):
-        """The encrypted client key loads with ssl_keyfile_password and not without it."""
+        """The encrypted client key loads with ssl_keyfile_password and not without it; the failure names the
+        settings, and not the password."""
         assert ssl_context(mtls(pki)) is not None
-        with pytest.raises(ssl.SSLError):
-            ssl_context(mtls(pki).model_copy(update={"ssl_keyfile_password": SecretStr("wrong")}))
+        with pytest.raises(SettingsError, match="ENGAGEWATCH_KAFKA__SSL_KEYFILE_PASSWORD") as caught:
+            ssl_context(mtls(pki).model_copy(update={"ssl_keyfile_password": SecretStr("not-the-password")}))
+        assert "not-the-password" not in caught.value.message
+
+    @pytest.mark.parametrize("setting", ["ssl_cafile", "ssl_certfile"])
+    def test_a_tls_file_that_does_not_load_names_its_setting(self, pki, tmp_path, setting):
+        kafka = mtls(pki).model_copy(update={setting: str(tmp_path / "missing.pem")})
+        with pytest.raises(SettingsError, match=f"bad setting .*ENGAGEWATCH_KAFKA__{setting.upper()}.*"
+                                                "No such file or directory"):
+            ssl_context(kafka)
 
     def test_ssl_without_client_certificate(self, pki):
         kafka = KafkaSettings(security_protocol="SSL", ssl_cafile=pki["ca"])
