@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -101,6 +102,16 @@ class AlertSettings(BaseModel):
 
     alertmanager_url: str | None = None
     webhook_url: str | None = None
+
+    @field_validator("alertmanager_url", "webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Checked here, not at the first alert hours later. The value is not echoed: it may hold credentials.
+        if value is not None:
+            parts = urllib.parse.urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host")
+        return value
 
 
 class Settings(BaseSettings):

@@ -180,6 +180,8 @@ class TestSettings:
             ("ENGAGEWATCH_METRICS_PORT", "70000"),
             ("ENGAGEWATCH_LOG_LEVEL", "loud"),
             ("ENGAGEWATCH_KAFKA__PARTITIONS", "0"),
+            ("ENGAGEWATCH_ALERTS__ALERTMANAGER_URL", "alertmanager:9093"),
+            ("ENGAGEWATCH_ALERTS__WEBHOOK_URL", "ftp://hooks.example"),
             ("ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC", "events/raw"),
             ("ENGAGEWATCH_KAFKA__DEAD_LETTER_TOPIC", ""),
             ("ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL", "often"),
