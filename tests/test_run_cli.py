@@ -6,6 +6,7 @@ File runs call `streams.cli.main` in-process; stdin runs start the real `engagew
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import io
 import logging
@@ -20,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -102,6 +104,18 @@ def engagewatch() -> list[str]:
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.upper().startswith("ENGAGEWATCH_")}
+
+
+@contextlib.contextmanager
+def running(*args: str, **popen) -> Iterator[subprocess.Popen]:
+    """`engagewatch ARGS` as a process, stderr piped; killed if the test leaves it running, its pipes closed."""
+    with subprocess.Popen([*engagewatch(), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env=clean_env(), **popen) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 class TestFileRun:
@@ -265,11 +279,7 @@ class TestStdinRun:
     def test_metrics_port_serves_while_running(self, tmp_path):
         """With `--metrics-port P`, /metrics answers while stdin is still open, then the command exits 0 at EOF."""
         port = free_port()
-        proc = subprocess.Popen(
-            [*engagewatch(), "run", "--source", "-", "--metrics-port", str(port)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(),
-        )
-        try:
+        with running("run", "--source", "-", "--metrics-port", str(port), stdin=subprocess.PIPE) as proc:
             proc.stdin.write(now_lines(7))
             proc.stdin.flush()
             found = self.poll(f"http://127.0.0.1:{port}/metrics", proc,
@@ -278,20 +288,12 @@ class TestStdinRun:
             assert proc.poll() is None  # still running: stdin is open
             proc.stdin.close()
             assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()
 
     def test_dead_letters_reach_the_file_as_they_come(self, tmp_path):
         """While stdin is still open, the dead letters of what was read are already in the file."""
         dead = tmp_path / "dead.jsonl"
-        proc = subprocess.Popen(
-            [*engagewatch(), "run", "--source", "-", "--metrics-port", "0", "--dead-letter", str(dead)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(),
-        )
-        try:
+        with running("run", "--source", "-", "--metrics-port", "0", "--dead-letter", str(dead),
+                     stdin=subprocess.PIPE) as proc:
             proc.stdin.write(now_lines(3) + b"not json\n[1]\n")
             proc.stdin.flush()
             deadline = time.monotonic() + 30
@@ -302,11 +304,6 @@ class TestStdinRun:
             assert [orjson.loads(x)["reason"] for x in dead.read_bytes().splitlines()] == ["bad_json", "not_object"]
             proc.stdin.close()
             assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()
 
     @staticmethod
     def poll(url: str, proc: subprocess.Popen, until, timeout_s: float = 30.0) -> dict:
@@ -337,24 +334,14 @@ class TestStopping:
         """Stopped while stdin is still open, the run writes the exposition and dead letters and exits 0."""
         port = free_port()
         out, dead = tmp_path / "out.prom", tmp_path / "dead.jsonl"
-        proc = subprocess.Popen(
-            [*engagewatch(), "run", "--source", "-", "--metrics-port", str(port), "--metrics-out", str(out),
-             "--dead-letter", str(dead)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(),
-        )
-        try:
+        with running("run", "--source", "-", "--metrics-port", str(port), "--metrics-out", str(out),
+                     "--dead-letter", str(dead), stdin=subprocess.PIPE) as proc:
             proc.stdin.write(now_lines(7) + b"not json\n[1]\n")
             proc.stdin.flush()
             TestStdinRun.poll(f"http://127.0.0.1:{port}/metrics", proc,
                               until=lambda f: get(f, "engagewatch_events_total", outcome="invalid") == 2)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdin.close()
-            proc.stderr.close()
         found = series(out.read_text())
         assert get(found, "engagewatch_events_total", outcome="applied") == 7
         assert [orjson.loads(x)["reason"] for x in dead.read_bytes().splitlines()] == ["bad_json", "not_object"]
@@ -372,11 +359,8 @@ class TestStopping:
                 else:
                     late = i % 89 == 0  # an hour behind a watermark that moves a second a record
                     f.write(line(f"e{i}", T0 + i * 1000 - 3_600_000 * late, actor=f"u{i % 5000}") + b"\n")
-        proc = subprocess.Popen(
-            [*engagewatch(), "run", "--source", str(source), "--metrics-out", str(out), "--dead-letter", str(dead)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(), preexec_fn=_ctrl_c_as_from_a_terminal,
-        )
-        try:
+        with running("run", "--source", str(source), "--metrics-out", str(out), "--dead-letter", str(dead),
+                     preexec_fn=_ctrl_c_as_from_a_terminal) as proc:
             # Once the first batch's dead letters are written, the run is most likely inside the next batch.
             # (Not a scrape: a scrape waits for the engine's lock, and so would signal between two batches.)
             deadline = time.monotonic() + 30
@@ -386,11 +370,6 @@ class TestStopping:
                 time.sleep(0.01)
             proc.send_signal(sig)
             assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stderr.close()
         found = series(out.read_text())
         outcomes = {o: get(found, "engagewatch_events_total", outcome=o)
                     for o in ("applied", "duplicate", "late", "invalid")}
