@@ -136,3 +136,8 @@ def test_bad_numbers_and_durations_fail_at_parse_naming_the_option(capsys, argv,
         cli.main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_backtest_refuses_a_rate_range_upside_down(capsys):
+    assert cli.main(["backtest", "--min-rate", "50", "--max-rate", "10"]) == 2
+    assert "--min-rate 50 is above --max-rate 10" in capsys.readouterr().err

@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict
 from multiprocessing import Pool
@@ -188,6 +189,10 @@ def render(rows: dict, seconds: float, n: int, args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.min_rate > args.max_rate:
+        print(f"engagewatch backtest: --min-rate {args.min_rate:g} is above --max-rate {args.max_rate:g}",
+              file=sys.stderr)
+        return 2
     cfg = DecayConfig()
     grid = scenario_grid(per_cell=args.per_cell, seed=args.seed, rate_range=(args.min_rate, args.max_rate), days=args.days,
                          campaigns=args.campaigns)
