@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -28,8 +29,10 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from processors.alert_event import FIRING, AlertEvent
+from streams import logs
 
 STATE_HELP = "Decay state of a stream and window: 0 ok, 1 warning, 2 critical."
+_log = logs.get("engagewatch.alerts")
 
 
 class AlertSink(Protocol):
@@ -165,14 +168,18 @@ class HttpAlertSink:
                 if status < 300:
                     self.sent += len(batch)
                     return
+                problem = f"HTTP {status}"
                 if 400 <= status < 500 and status != 429:
                     break  # the receiver refuses this payload; retrying will not help
-            except OSError:
-                pass
+            except OSError as e:
+                problem = f"{type(e).__name__}: {e}"
             if attempt < self._retries and self._stop.wait(delay):
                 break
             delay *= 2
         self.failed += len(batch)
+        host = urllib.parse.urlsplit(self.url).netloc.rpartition("@")[2]  # never the credentials a URL may carry
+        _log.warning("alert delivery failed", sink=self.name, host=host, alerts=len(batch), attempts=attempt + 1,
+                     problem=problem)
 
 
 class AlertmanagerSink(HttpAlertSink):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import queue
 import shutil
 import socket
@@ -81,6 +82,25 @@ class TestHttpSinks:
         sink.send([FIRING])
         sink.close()
         assert sink.sent == 1 and len(calls) == 3 and "status" not in calls[0][0]
+
+    def test_a_batch_given_up_is_counted_and_logged_without_credentials(self, caplog):
+        """After the last retry the batch counts as failed, and a warning says which sink and host, never the
+        password a URL may carry."""
+        def post(url, body, timeout):
+            raise OSError("connection refused")
+
+        sink = WebhookSink("https://ops:s3cret@hooks.example:8443/engagewatch", post=post, retries=2, backoff_s=0.001,
+                           resend_interval_s=None)
+        with caplog.at_level(logging.WARNING, logger="engagewatch.alerts"):
+            sink.send([FIRING])
+            sink.close()
+        assert sink.failed == 1 and sink.sent == 0
+        [record] = [r for r in caplog.records if r.getMessage() == "alert delivery failed"]
+        assert record.engagewatch_fields == {
+            "sink": "webhook", "host": "hooks.example:8443", "alerts": 1, "attempts": 3,
+            "problem": "OSError: connection refused",
+        }
+        assert "s3cret" not in caplog.text
 
     def test_webhook_payload(self):
         """The webhook receives Alertmanager's webhook shape (version 4)."""
