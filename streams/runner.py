@@ -108,11 +108,12 @@ class DeadLetterFile:
     """Dead letters as JSON lines: reason, detail, where the record came from, and the record itself.
 
     Written through batch by batch, not left in a buffer: someone may be following the file, and a process
-    killed outright must not lose dead letters it has already counted.
+    killed outright must not lose dead letters it has already counted. A write that fails (a full disk) raises
+    OSError, and nothing of it is left pending.
     """
 
     def __init__(self, path: str, source: str) -> None:
-        self._f = open(path, "wb")
+        self._f = open(path, "wb", buffering=0)
         self._source = source
 
     def write(self, batch: Batch, dead: list[DeadLetter]) -> None:
@@ -125,8 +126,9 @@ class DeadLetterFile:
                 entry["record_base64"] = base64.b64encode(d.raw).decode("ascii")
             out.append(orjson.dumps(entry))
         if out:
-            self._f.write(b"\n".join(out) + b"\n")
-            self._f.flush()
+            data = memoryview(b"\n".join(out) + b"\n")
+            while data:
+                data = data[self._f.write(data):]
 
     def close(self) -> None:
         self._f.close()
@@ -230,9 +232,14 @@ class EmbeddedRunner:
                 f.write(data)
             return
         tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            if os.path.exists(tmp):  # a full disk, say: leave no half-written file behind
+                os.remove(tmp)
+            raise
 
 
 def start_detection(runner: EmbeddedRunner, settings: Settings, alerts_out: str | None = None) -> None:

@@ -182,6 +182,16 @@ class TestFileRun:
         assert stat.S_ISFIFO(fifo.stat().st_mode)
         assert get(series(got[0].decode()), "engagewatch_events_total", outcome="applied") == 5
 
+    @pytest.mark.parametrize("option", ["--dead-letter", "--metrics-out"])
+    def test_an_output_that_fills_up_stops_the_run_saying_where(self, tmp_path, capsys, option):
+        """A full disk (here /dev/full) ends the run with exit status 1 and a message naming the output: the
+        run cannot go on promising that nothing is lost."""
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(DIRTY) + b"\n")
+        assert cli.main(["run", "--source", str(source), option, "/dev/full"]) == 1
+        assert (f"cannot write {option} /dev/full: No space left on device; stopped after {len(DIRTY)} records"
+                in capsys.readouterr().err)
+
     def test_empty_file(self, tmp_path):
         """An empty file exits 0 with zero outcomes."""
         code, found, letters = run(tmp_path, b"")

@@ -79,7 +79,10 @@ def main(args: argparse.Namespace) -> int:
                 else:
                     dead = runner.feed(batch)
                     if dead and dead_letters:
-                        dead_letters.write(batch, dead)
+                        try:
+                            dead_letters.write(batch, dead)
+                        except OSError as e:
+                            return _cannot_write("--dead-letter", args.dead_letter, e, runner)
                 progress.update()
                 if stop:
                     log.info("stopping", signal=stop.signal_name)
@@ -98,9 +101,19 @@ def main(args: argparse.Namespace) -> int:
 
     runner.close()
     if args.metrics_out:
-        runner.write_exposition(args.metrics_out)
+        try:
+            runner.write_exposition(args.metrics_out)
+        except OSError as e:
+            return _cannot_write("--metrics-out", args.metrics_out, e, runner)
     if server is not None:
         server.shutdown()
     log.info("done", records=runner.records, seconds=round(time.perf_counter() - started, 3),
              streams=runner.engine.stream_count, **runner.engine.outcomes())
     return 0
+
+
+def _cannot_write(option: str, path: str, error: OSError, runner: EmbeddedRunner) -> int:
+    """An output failed (a full disk): stop, since nothing lost can no longer be promised, and say where."""
+    print(f"engagewatch run: cannot write {option} {path}: {error.strerror or error}; stopped after "
+          f"{runner.records} records", file=sys.stderr)
+    return 1
