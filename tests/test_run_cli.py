@@ -192,6 +192,17 @@ class TestFileRun:
         assert (f"cannot write {option} /dev/full: No space left on device; stopped after {len(DIRTY)} records"
                 in capsys.readouterr().err)
 
+    def test_an_exposition_that_cannot_be_put_in_place_leaves_no_temporary_file(self, tmp_path, capsys, monkeypatch):
+        def refuse(src, dst):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(os, "replace", refuse)
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(DIRTY) + b"\n")
+        assert cli.main(["run", "--source", str(source), "--metrics-out", str(tmp_path / "out.prom")]) == 1
+        assert "cannot write --metrics-out" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
     def test_empty_file(self, tmp_path):
         """An empty file exits 0 with zero outcomes."""
         code, found, letters = run(tmp_path, b"")
