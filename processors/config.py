@@ -18,9 +18,8 @@ class ConfigError(ValueError):
     """A setting has a value the engine cannot run with; the message names the setting."""
 
     def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
+        super().__init__(f"{setting}: {problem}" if setting else problem)  # no setting: the caller names it
         self.setting = setting
-        self.problem = problem
 
 
 def parse_duration(text: str, setting: str) -> int:

@@ -6,10 +6,11 @@ import argparse
 import os
 import stat
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from processors.config import ConfigError, parse_duration
+from processors.config import parse_duration
 
 T = TypeVar("T")
 
@@ -49,12 +50,8 @@ def parsed(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def duration_ms(text: str) -> int:
-    """`90s`, `5m`, `1h`, `7d`, `2w` or a bare number of seconds, in milliseconds."""
-    try:
-        return parse_duration(text, "")
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(e.problem) from None
+# `90s`, `5m`, `1h`, `7d`, `2w` or a bare number of seconds, in milliseconds.
+duration_ms = parsed(partial(parse_duration, setting=""))
 
 
 def count(text: str) -> int:

@@ -13,7 +13,7 @@ import ssl
 from typing import Any, NamedTuple
 
 from processors.config import parse_duration
-from streams.settings import KafkaSettings, Settings, SettingsError
+from streams.settings import KafkaSettings, Settings, SettingsError, env_name
 
 CHECKPOINT_TABLE = "checkpoints"
 """Name of the worker's Faust table; its changelog topic is `<app_id>-checkpoints-changelog`."""
@@ -84,7 +84,7 @@ def _duration_ms(text: str, setting: str) -> int:
     try:
         return parse_duration(text, setting)
     except ConfigError as e:
-        raise SettingsError(f"bad setting ENGAGEWATCH_{setting.upper().replace('.', '__')}: {e}") from None
+        raise SettingsError(f"bad setting {env_name(setting)}: {e}") from None
 
 
 def connect_timeout_ms(kafka: KafkaSettings) -> int:

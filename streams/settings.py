@@ -72,29 +72,22 @@ class KafkaSettings(BaseModel):
     @field_validator("retention", "connect_timeout")
     @classmethod
     def _positive_duration(cls, value: str) -> str:
-        if _duration_ms(value) <= 0:
+        if parse_duration(value, "") <= 0:
             raise ValueError("must be positive")
         return value
 
     @field_validator("checkpoint_interval", "batch_within")  # 0s: a checkpoint (a batch) as often as possible
     @classmethod
     def _duration(cls, value: str) -> str:
-        _duration_ms(value)
+        parse_duration(value, "")
         return value
 
     @field_validator("session_timeout")
     @classmethod
     def _session_timeout(cls, value: str | None) -> str | None:
-        if value is not None and not 6_000 <= _duration_ms(value) <= 300_000:
+        if value is not None and not 6_000 <= parse_duration(value, "") <= 300_000:
             raise ValueError("must be between 6s and 5m")
         return value
-
-
-def _duration_ms(text: str) -> int:
-    try:
-        return parse_duration(text, "")
-    except ConfigError as e:
-        raise ValueError(e.problem) from None
 
 
 class AlertSettings(BaseModel):
