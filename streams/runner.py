@@ -13,7 +13,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -39,18 +39,28 @@ class Batch:
     """1-based line number of lines[0] in its source."""
 
 
+def complete_lines(chunks: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """The lines of a stream of byte chunks, without their `\n`, as soon as each chunk completes some; a last
+    line without `\n` comes at the end. The pieces of a line that spans chunks are joined once, so a very long
+    line costs its length, not its length times the chunks it spans."""
+    partial: list[bytes] = []
+    for chunk in chunks:
+        *lines, rest = chunk.split(b"\n")
+        if lines:
+            lines[0] = b"".join(partial) + lines[0]
+            partial.clear()
+            yield lines
+        partial.append(rest)
+    if last := b"".join(partial):
+        yield [last]
+
+
 def file_batches(f: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[Batch]:
     """Whole lines from a binary file, about `chunk_bytes` at a time."""
-    carry = b""
     line_no = 1
-    while chunk := f.read(chunk_bytes):
-        lines = (carry + chunk).split(b"\n")
-        carry = lines.pop()
-        if lines:
-            yield Batch(lines, line_no)
-            line_no += len(lines)
-    if carry:
-        yield Batch([carry], line_no)
+    for lines in complete_lines(iter(lambda: f.read(chunk_bytes), b"")):
+        yield Batch(lines, line_no)
+        line_no += len(lines)
 
 
 def open_source(path: str) -> BinaryIO:
@@ -69,17 +79,9 @@ def follow_batches(fd: int, max_lines: int = 2_000, max_wait_s: float = 0.2) -> 
     lines_q: queue.Queue[bytes | None] = queue.Queue(maxsize=100_000)
 
     def reader() -> None:
-        partial: list[bytes] = []  # pieces of a line not ended yet, joined once it is (a long line stays linear)
-        while chunk := os.read(fd, 1 << 16):
-            *lines, rest = chunk.split(b"\n")
-            if lines:
-                lines[0] = b"".join(partial) + lines[0]
-                partial.clear()
-                for line in lines:
-                    lines_q.put(line.rstrip(b"\r"))
-            partial.append(rest)
-        if last := b"".join(partial):
-            lines_q.put(last.rstrip(b"\r"))
+        for lines in complete_lines(iter(lambda: os.read(fd, 1 << 16), b"")):
+            for line in lines:
+                lines_q.put(line.rstrip(b"\r"))
         lines_q.put(None)
 
     threading.Thread(target=reader, name="stdin-reader", daemon=True).start()
