@@ -33,7 +33,7 @@ def stream_table(snap: Snapshot, events_per_s: float, states: dict[tuple[str, st
         table.add_column(f"active\n{w}", justify="right", no_wrap=True)
     table.add_column("new\nfollow", justify="right", no_wrap=True)
     table.add_column("acti-\nvated", justify="right", no_wrap=True)
-    table.add_column(f"influ-\nencers", justify="right", no_wrap=True)
+    table.add_column("influ-\nencers", justify="right", no_wrap=True)
     if states is not None:
         table.add_column("decay", no_wrap=True)
     for s in sorted(snap.streams, key=lambda s: (s.account, s.platform)):

@@ -8,7 +8,6 @@ import base64
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
+from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,12 +66,6 @@ def replay_in_background(env, path: Path, *args: str, log: Path) -> subprocess.P
     with log.open("wb") as f:
         return subprocess.Popen([sys.executable, "-m", "streams.cli", "replay", str(path), *args], env=env, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=f)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def records_in(path: Path) -> int:

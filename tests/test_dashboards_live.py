@@ -22,7 +22,6 @@ deploy/grafana/build_dashboards.py): their queries must still evaluate without e
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import json
 import os
 import re

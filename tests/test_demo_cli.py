@@ -11,14 +11,9 @@ import time
 import urllib.request
 
 import pytest
+from ports import free_port
 
 DEMO = [sys.executable, "-m", "streams.cli", "demo", "--warmup", "2h", "--rate", "200", "--speed", "600"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape_when_ready(port: int, proc: subprocess.Popen, deadline_s: float = 60.0) -> str:

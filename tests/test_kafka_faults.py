@@ -18,10 +18,11 @@ import orjson
 import pytest
 from kafka_broker import KAFKA_SH
 from kafka_harness import (
-    Worker, assert_same_series, create_topics, drained_together, engagewatch, expected_dead_letters, free_port,
-    offsets, read_dead_letters, records_in, replay, replay_in_background, run_reference, split_file, streams,
+    Worker, assert_same_series, create_topics, drained_together, engagewatch, expected_dead_letters, offsets,
+    read_dead_letters, records_in, replay, replay_in_background, run_reference, split_file, streams,
     union, value,
 )
+from ports import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -12,8 +12,9 @@ import orjson
 import pytest
 from kafka_harness import (
     ROOT, Worker, add_partitions, assert_same_series, create_topics, engagewatch, expected_dead_letters, families,
-    free_port, read_dead_letters, records_in, replay, value,
+    read_dead_letters, records_in, replay, value,
 )
+from ports import free_port
 
 pytestmark = pytest.mark.kafka
 

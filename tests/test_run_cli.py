@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
+from ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams import cli
@@ -273,12 +273,6 @@ def now_lines(n: int) -> bytes:
     """`n` likes by distinct actors, stamped a minute ago (the wall clock evaluates stdin runs)."""
     ts = time.time_ns() // 1_000_000 - M
     return b"".join(line(f"s{i}", ts, actor=f"u{i}") + b"\n" for i in range(n))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TestStdinRun:

@@ -8,11 +8,12 @@ import subprocess
 import urllib.request
 
 import pytest
+from ports import free_port
+from prerequisites import tool
 from prometheus_client.core import GaugeMetricFamily
 
 from streams.exporter import serve
 from streams.settings import SettingsError
-from prerequisites import tool
 
 
 class OneGauge:
@@ -27,12 +28,6 @@ def busy_port():
         s.bind(("127.0.0.1", 0))
         s.listen()
         yield s.getsockname()[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
