@@ -106,6 +106,24 @@ def expected_dead_letters(dead: list[dict]) -> collections.Counter:
     )
 
 
+def messages_in(env, topic: str, expected: int, timeout_s: float = 60) -> int:
+    """How many messages `topic` holds, read until there are `expected` or time runs out."""
+    with warnings.catch_warnings():  # see read_dead_letters
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(topic, bootstrap_servers=env["ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS"],
+                                 auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000)
+        seen = 0
+        deadline = time.monotonic() + timeout_s
+        try:
+            while seen < expected and time.monotonic() < deadline:
+                seen += sum(1 for _ in consumer)
+        finally:
+            consumer.close()
+    return seen
+
+
 def add_partitions(env, topic: str, total: int) -> None:
     """Grow `topic` to `total` partitions, as an operator scaling up would."""
     with warnings.catch_warnings():  # see read_dead_letters

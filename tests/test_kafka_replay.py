@@ -6,11 +6,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-import warnings
 
 import pytest
-from kafka_harness import ROOT, create_topics
+from kafka_harness import ROOT, create_topics, messages_in
 
 from streams.kafka_replay import account_key
 
@@ -31,24 +29,6 @@ LIKE = b'{"id":"e1","ts":0,"platform":"x","account":"acme","type":"like","actor"
 def test_records_are_keyed_by_their_account(record, key):
     """The key is the account as UTF-8; a record without one is sent unkeyed (and dead-lettered by the worker)."""
     assert account_key(record) == key
-
-
-def messages_in(env, topic: str, expected: int, timeout_s: float = 60) -> int:
-    """How many messages `topic` holds, read until there are `expected` or time runs out."""
-    with warnings.catch_warnings():  # kafka-python's own DeprecationWarnings, as in kafka_harness
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(topic, bootstrap_servers=env["ENGAGEWATCH_KAFKA__BOOTSTRAP_SERVERS"],
-                                 auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=1000)
-        seen = 0
-        deadline = time.monotonic() + timeout_s
-        try:
-            while seen < expected and time.monotonic() < deadline:
-                seen += sum(1 for _ in consumer)
-        finally:
-            consumer.close()
-    return seen
 
 
 @pytest.mark.kafka
