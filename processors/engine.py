@@ -282,7 +282,8 @@ class Engine:
             self._swept_at = tb
             for gate in accounts.values():
                 for stream in gate.streams.values():
-                    stream.forget_idle(tb, retention)
+                    if stream.sweep_due:
+                        stream.forget_idle(tb, retention)
 
     # -- evaluation ---------------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ single final evaluation are both linear in what changed.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 NEVER = -(1 << 62)  # an edge below every bucket: before the first evaluation every member is in every window
 
 
@@ -44,16 +47,21 @@ class WindowedCount:
         if j >= 0:
             self.bands[j] += 1
 
-    def remove(self, b: int) -> None:
+    def remove(self, b: int, n: int = 1) -> None:
         hist = self.hist
-        left = hist[b] - 1
+        left = hist[b] - n
         if left:
             hist[b] = left
         else:
             del hist[b]
         j = 0 if b > self.edges[0] else self._band(b)
         if j >= 0:
-            self.bands[j] -= 1
+            self.bands[j] -= n
+
+    def remove_all(self, buckets: Iterable[int]) -> None:
+        """Remove a member at each of `buckets`: a sweep drops many members from a few old buckets at once."""
+        for b, n in Counter(buckets).items():
+            self.remove(b, n)
 
     def move(self, old: int, new: int) -> None:
         hist = self.hist

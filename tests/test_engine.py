@@ -17,6 +17,7 @@ import pytest
 from processors.config import EngineConfig
 from processors.engine import Engine
 from processors.snapshot import Snapshot, StreamSnapshot
+from processors.stream import Stream
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 S, M, H, D = 1_000, 60_000, 3_600_000, 86_400_000
@@ -554,6 +555,34 @@ class TestIdleStateIsDropped:
         assert snap.engagements == {"like": 101, "follow": 1, "unfollow": 1}
         engine.feed([orjson.dumps(like("u1", T0 + 8 * D))])
         assert stream(engine.snapshot(T0 + 8 * D)).engaged_actors == (2, 2, 2)
+        x = engine.accounts["acme"].streams["x"]
+        assert sorted(a for a in x.actors if a is not None) == sorted(x.rows)  # no dropped id is held on to
+
+    def test_a_quiet_stream_is_left_alone_until_it_has_something_to_drop(self, monkeypatch):
+        """Once a sweep has dropped everything a stream could lose, later sweeps skip it (a long history of many
+        streams would otherwise cost a pass over each at every sweep); a newcomer makes it due again."""
+        engine = feed([like("once", T0), follow("kept", T0), like("kept", T0, campaign="bf")])
+        quiet = engine.accounts["acme"].streams["x"]
+        swept = []
+        sweep = Stream.forget_idle
+
+        def counted(s: Stream, tb: int, retention: int) -> None:
+            if s is quiet:
+                swept.append(tb)
+            sweep(s, tb, retention)
+
+        monkeypatch.setattr(Stream, "forget_idle", counted)
+        for day in range(8, 30):
+            engine.feed([orjson.dumps(like("elsewhere", T0 + day * D, platform="tiktok"))])
+        assert len(swept) == 1
+        assert len(quiet) == 1 and quiet.campaigns["bf"][0] == {}  # only the follower is left
+        engine.feed([orjson.dumps(like("newcomer", T0 + 30 * D))])
+        for day in range(31, 60):
+            engine.feed([orjson.dumps(like("elsewhere", T0 + day * D, platform="tiktok"))])
+        droppable = (T0 + 37 * D) // M  # the newcomer's bucket has left the 7 days looked back
+        assert len(swept) > 2 and swept[-2] < droppable <= swept[-1]  # swept until the newcomer was gone
+        assert len(quiet) == 1
+        assert stream(engine.snapshot(T0 + 40 * D)).engaged_actors == (0, 0, 0)
 
     def test_follows_do_not_pile_up_on_a_stream_without_audience_snapshots(self):
         """Follows wait for a snapshot that could supersede them only while a record could still be admitted
@@ -634,6 +663,30 @@ class TestCheckpoint:
         restored.__setstate__(state)
         restored.feed([orjson.dumps(like("someone", T0 + 20 * M))])
         assert restored.accounts["acme"].streams["x"].audience.pending == []
+
+    def test_checkpoint_written_before_rows_knew_their_actor(self):
+        """A checkpoint from before the streams kept each row's actor (and marked free rows) restores to an engine
+        that goes on exactly like the original, dropping idle actors as before."""
+        batches = _story(5)
+        engine = Engine(EngineConfig())
+        for batch in batches[:40]:
+            engine.feed([orjson.dumps(e) for e in batch])
+        data = engine.to_bytes()
+        restored = Engine.from_bytes(EngineConfig(), data)
+        for gate in restored.accounts.values():
+            for s in gate.streams.values():  # as the older code left them
+                assert s.free, "the story has dropped actors by now"
+                for row in s.free:
+                    s.state[row] = 1
+                state = s.__getstate__()
+                del state[1]["sweep_due"]
+                s.__setstate__(state)
+        for batch in batches[40:]:
+            raws = [orjson.dumps(e) for e in batch]
+            engine.feed(raws)
+            restored.feed(raws)
+            at = engine.event_time()
+            assert restored.snapshot(at) == engine.snapshot(at)
 
     def test_other_settings_refused(self):
         """A checkpoint written with other settings is refused."""

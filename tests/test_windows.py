@@ -161,7 +161,8 @@ class TestWindowedCount:
 
     @pytest.mark.parametrize("seed", range(40))
     def test_agrees_with_brute_force(self, seed):
-        """Random adds, removes, forward and backward moves and evaluations match a brute-force count."""
+        """Random adds, removes (one or several at once), forward and backward moves and evaluations match a
+        brute-force count."""
         rng = random.Random(seed)
         spans = tuple(sorted(rng.sample(range(1, 40), rng.randint(1, 4))))
         w = WindowedCount(spans)
@@ -175,9 +176,12 @@ class TestWindowedCount:
                 members[next_id] = b
                 next_id += 1
                 w.add(b)
-            elif op < 0.5:
+            elif op < 0.45:
                 m = rng.choice(list(members))
                 w.remove(members.pop(m))
+            elif op < 0.5:  # a sweep: several at once, some sharing a bucket
+                gone = rng.sample(list(members), rng.randint(1, min(5, len(members))))
+                w.remove_all([members.pop(m) for m in gone])
             elif op < 0.75:
                 m = rng.choice(list(members))
                 new = members[m] + rng.randint(-30, 30) if rng.random() < 0.3 else tb + rng.randint(-3, 5)
