@@ -268,7 +268,7 @@ class Engine:
         if tb == self._settled_at:
             return
         self._settled_at = tb
-        retention = cfg.retention_buckets
+        retention, unknown_is_follower = cfg.retention_buckets, cfg.unknown_actor == "follower"
         forget = self._swept_at is None or tb - self._swept_at >= max(retention // 4, 60)
         accounts, grace = self.accounts, cfg.grace_ms
         settled = []
@@ -283,7 +283,7 @@ class Engine:
             for gate in accounts.values():
                 for stream in gate.streams.values():
                     if stream.sweep_due:
-                        stream.forget_idle(tb, retention)
+                        stream.forget_idle(tb, retention, unknown_is_follower)
 
     # -- evaluation ---------------------------------------------------------------------------------------
 

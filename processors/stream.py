@@ -18,9 +18,20 @@ from processors.wire import BEFORE_ALL, TYPES, VIEW
 ENGAGED, ACTIVE, INFLUENCER, FOLLOWING, UNFOLLOWED = 1, 2, 4, 8, 16
 RELATION = FOLLOWING | UNFOLLOWED
 FREE = 32  # a row no actor holds, waiting to be reused
-# State byte -> 1 for a row a sweep may drop (no relation, not free), else 0: bytes.translate applies it to every row
-# at C speed, because rows with a relation are kept for good and on a long history they are most of the rows.
-_LOOSE = bytes(int(not state & (RELATION | FREE)) for state in range(256))
+
+
+def _droppable(kept: int) -> bytes:
+    """State byte -> 1 for a row a sweep may drop once idle (not free, no relation but `kept`), else 0.
+
+    `bytes.translate` applies it to every row at C speed: on a long history most rows hold a relation the sweep
+    must keep, and testing each of them in Python made every sweep cost the whole history.
+    """
+    return bytes(int(not state & FREE and not state & RELATION & ~kept) for state in range(256))
+
+
+# A relation that says what the unknown-actor policy would say anyway needs no keeping, once its follow has left
+# the cohort window: the actor's follower status is the same with or without its row.
+_DROPPABLE = {True: _droppable(FOLLOWING), False: _droppable(UNFOLLOWED)}
 
 
 class Stream:
@@ -194,21 +205,31 @@ class Stream:
         if state & ENGAGED and self.eng_ts[row] >= f:
             self.activated.remove(fb)
 
-    def forget_idle(self, tb: int, retention: int) -> None:
-        """Drop actors that can never count again: engaged only at buckets ≤ tb - retention, and no relation.
+    def forget_idle(self, tb: int, retention: int, unknown_is_follower: bool) -> None:
+        """Drop actors that can never count again: engaged only at buckets ≤ tb - retention, and no relation
+        other than the one the unknown-actor policy gives (a follow at a bucket ≤ tb - retention, for the
+        default policy).
 
         Their last engagement is outside every window and, being older than any follow that could still land
-        in the cohort window, can no longer activate one.
+        in the cohort window, can no longer activate one; their follow, if kept, has left the cohort window.
         """
         g = self.bucket_ms
-        state, eng_ts, actors, rows = self.state, self.eng_ts, self.actors, self.rows
-        loose = list(compress(range(self.used), state[:self.used].translate(_LOOSE)))
-        before = (tb - retention + 1) * g  # eng_ts // g <= tb - retention
-        gone = [row for row in loose if not state[row] & ENGAGED or eng_ts[row] < before]
+        state, eng_ts, follow_ts, actors, rows = self.state, self.eng_ts, self.follow_ts, self.actors, self.rows
+        loose = list(compress(range(self.used), state[:self.used].translate(_DROPPABLE[unknown_is_follower])))
+        before = (tb - retention + 1) * g  # ts // g <= tb - retention
+        gone = [
+            row for row in loose
+            if (not state[row] & ENGAGED or eng_ts[row] < before)
+            and (not state[row] & FOLLOWING or follow_ts[row] < before)
+        ]
         self.engaged.remove_all([eng_ts[row] // g for row in gone if state[row] & ENGAGED])
         act_b, inf_b = self.act_b, self.inf_b
         self.active.remove_all([act_b[row] for row in gone if state[row] & ACTIVE])
         self.influencer.remove_all([inf_b[row] for row in gone if state[row] & INFLUENCER])
+        following = [row for row in gone if state[row] & FOLLOWING]
+        self.new_followers.remove_all([follow_ts[row] // g for row in following])
+        self.activated.remove_all(
+            [follow_ts[row] // g for row in following if state[row] & ENGAGED and eng_ts[row] >= follow_ts[row]])
         for row in gone:
             del rows[actors[row]]
             actors[row] = None

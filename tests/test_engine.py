@@ -543,39 +543,47 @@ def _story(seed: int) -> list[list[dict]]:
 class TestIdleStateIsDropped:
     """State that can never count again is dropped as event time passes; exact results stay the same."""
 
-    def test_idle_actors_are_dropped(self):
-        """Actors who only engaged long ago, and never followed or unfollowed, leave the stream's state."""
-        events = [like(f"u{i}", T0) for i in range(100)] + [follow("kept", T0), unfollow("gone", T0)]
-        engine = feed(events)
-        assert stream(engine.snapshot(T0)).actors == 102
+    @pytest.mark.parametrize(("policy", "kept"), [("follower", "unfollower"), ("not_follower", "follower")])
+    def test_idle_actors_are_dropped(self, policy, kept):
+        """Actors who only engaged long ago leave the stream's state, and so do those whose relation says what the
+        unknown-actor policy would say anyway, once their follow has left the cohort window. The others stay:
+        their follower status at a later event depends on their relation."""
+        config = EngineConfig(unknown_actor=policy)
+        events = [like(f"u{i}", T0) for i in range(100)] + [follow("follower", T0), unfollow("unfollower", T0)]
+        engine = feed(events, config)
+        # The follow is in the cohort window; an unfollow that says what the policy says needs no row at all.
+        assert stream(engine.snapshot(T0)).actors == (102 if policy == "follower" else 101)
+        assert stream(engine.snapshot(T0)).new_followers == 1
         engine.feed([orjson.dumps(like("newcomer", T0 + 8 * D))])
         snap = stream(engine.snapshot(T0 + 8 * D))
-        assert snap.actors == 3  # kept, gone (they have a relation) and newcomer
-        assert snap.engaged_actors == (1, 1, 1)
-        assert snap.engagements == {"like": 101, "follow": 1, "unfollow": 1}
-        engine.feed([orjson.dumps(like("u1", T0 + 8 * D))])
-        assert stream(engine.snapshot(T0 + 8 * D)).engaged_actors == (2, 2, 2)
         x = engine.accounts["acme"].streams["x"]
+        assert sorted(x.rows) == sorted([kept, "newcomer"])
         assert sorted(a for a in x.actors if a is not None) == sorted(x.rows)  # no dropped id is held on to
+        assert snap.engaged_actors == (1, 1, 1) and snap.new_followers == 0
+        assert snap.engagements == {"like": 101, "follow": 1, "unfollow": 1}
+        engine.feed([orjson.dumps(like(a, T0 + 8 * D)) for a in ("u1", "follower", "unfollower")])
+        snap = stream(engine.snapshot(T0 + 8 * D))
+        assert snap.engaged_actors == (4, 4, 4)
+        assert snap.active_followers == (3, 3, 3) if policy == "follower" else (2, 2, 2)
 
     def test_a_quiet_stream_is_left_alone_until_it_has_something_to_drop(self, monkeypatch):
         """Once a sweep has dropped everything a stream could lose, later sweeps skip it (a long history of many
         streams would otherwise cost a pass over each at every sweep); a newcomer makes it due again."""
-        engine = feed([like("once", T0), follow("kept", T0), like("kept", T0, campaign="bf")])
+        engine = feed([like("once", T0), unfollow("kept", T0), like("kept", T0, campaign="bf")])
         quiet = engine.accounts["acme"].streams["x"]
         swept = []
         sweep = Stream.forget_idle
 
-        def counted(s: Stream, tb: int, retention: int) -> None:
+        def counted(s: Stream, tb: int, *args) -> None:
             if s is quiet:
                 swept.append(tb)
-            sweep(s, tb, retention)
+            sweep(s, tb, *args)
 
         monkeypatch.setattr(Stream, "forget_idle", counted)
         for day in range(8, 30):
             engine.feed([orjson.dumps(like("elsewhere", T0 + day * D, platform="tiktok"))])
         assert len(swept) == 1
-        assert len(quiet) == 1 and quiet.campaigns["bf"][0] == {}  # only the follower is left
+        assert len(quiet) == 1 and quiet.campaigns["bf"][0] == {}  # only the unfollower is left
         engine.feed([orjson.dumps(like("newcomer", T0 + 30 * D))])
         for day in range(31, 60):
             engine.feed([orjson.dumps(like("elsewhere", T0 + day * D, platform="tiktok"))])
@@ -606,11 +614,12 @@ class TestIdleStateIsDropped:
         assert pending <= 10 * (EngineConfig().grace_ms // M + 2)
         assert stream(engine.snapshot(T0 + 90 * M)).audience_followers == 610
 
-    @pytest.mark.parametrize("seed", range(3))
-    def test_results_equal_an_engine_that_never_forgets(self, seed):
+    @pytest.mark.parametrize("policy", ["follower", "not_follower"])
+    @pytest.mark.parametrize("seed", range(4))
+    def test_results_equal_an_engine_that_never_forgets(self, seed, policy):
         """An engine that drops idle state gives the same snapshots as one that keeps everything."""
-        forgetting = Engine(EngineConfig())
-        keeping = Engine(EngineConfig())
+        forgetting = Engine(EngineConfig(unknown_actor=policy))
+        keeping = Engine(EngineConfig(unknown_actor=policy))
         keeping._maybe_sweep = lambda: None  # this one never drops anything
         dropped = False
         for batch in _story(seed):
