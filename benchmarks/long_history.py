@@ -7,7 +7,7 @@ that are kept for good, which is what makes state (and any pass over it) grow wi
 such logs at the same density, one `--scale` times longer than the other (a day of history per 1 000 records,
 5 000 accounts on two platforms, 2 million possible actors, 10 % follows and 3 % unfollows), and times
 `engagewatch run` and the bare read-and-parse loop of `throughput.py` on each, alternately. Prints a Markdown
-table for docs/benchmarks.md: the run's ratio to the bare loop should not grow with the length.
+table for docs/benchmarks.md: the run's ratio to the bare loop and its peak memory should not grow with the length.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -56,6 +58,16 @@ def write_log(path: Path, events: int, seed: int) -> None:
             out.write(orjson.dumps(record) + b"\n")
 
 
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """Seconds and peak resident memory (MiB) of one whole process."""
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd} failed")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=1_000_000, help="records of the shorter log")
@@ -69,21 +81,24 @@ def main() -> int:
             source = Path("var") / f"history-{events}.jsonl"
             if not source.exists():
                 write_log(source, events, seed=events)
-            bare, run = [], []
+            bare, run, peak = [], [], 0.0
             for _ in range(args.rounds):
                 bare.append(timed([sys.executable, "-c", BARE_LOOP, str(source)]))
-                run.append(timed([sys.executable, "-m", "streams.cli", "run", "--source", str(source),
-                                  "--clock", "event", "--metrics-out", out]))
+                seconds, rss = run_measured([sys.executable, "-m", "streams.cli", "run", "--source", str(source),
+                                             "--clock", "event", "--metrics-out", out])
+                run.append(seconds)
+                peak = max(peak, rss)
             b, r = statistics.median(bare), statistics.median(run)
-            rows.append((events, b, r))
+            rows.append((events, b, r, peak))
             print(f"{events:,}: bare {', '.join(f'{x:.2f}' for x in bare)}; run {', '.join(f'{x:.2f}' for x in run)}",
                   file=sys.stderr)
-    print("| date | machine | records | days | bare loop (s) | engagewatch run (s) | ratio | µs per record |")
-    print("|---|---|---|---|---|---|---|---|")
-    for events, b, r in rows:
+    print("| date | machine | records | days | bare loop (s) | engagewatch run (s) | ratio | µs per record "
+          "| peak memory (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for events, b, r, peak in rows:
         print(f"| {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC | {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()} | {events:,} | {events // 1_000:,} | {b:.2f} | {r:.2f} | "
-              f"{r / b:.2f}× | {r / events * 1e6:.1f} |")
+              f"{r / b:.2f}× | {r / events * 1e6:.1f} | {peak:.0f} |")
     return 0
 
 
