@@ -80,6 +80,7 @@ class Engine:
         """
         cfg = self.config
         grace, horizon = cfg.grace_ms, cfg.dedup_horizon_ms
+        late_detail = f"ts is more than {grace} ms behind the watermark"
         future_limit = INT64_MAX if now_ms is None else now_ms + cfg.max_future_ms
         unknown_is_follower = cfg.unknown_actor == "follower"
         threshold = cfg.influencer_threshold
@@ -165,7 +166,7 @@ class Engine:
             wm = gate.watermark
             if ts < wm - grace:
                 late += 1
-                dead.append(DeadLetter("late", f"ts is more than {grace} ms behind the watermark", raw, index))
+                dead.append(DeadLetter("late", late_detail, raw, index))
                 continue
             seen = gate.ids.get(ident)
             if seen is None:
