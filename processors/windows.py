@@ -86,6 +86,8 @@ class WindowedCount:
     def counts(self, tb: int) -> tuple[int, ...]:
         """Members in each window at evaluation bucket `tb`. Evaluation buckets must not decrease."""
         edges, bands, hist = self.edges, self.bands, self.hist
+        if not hist:  # a stream whose actors were all dropped; the edges catch up when members come back
+            return tuple(bands)
         last = len(edges) - 1
         for j, span in enumerate(self.spans):
             new_edge = tb - span

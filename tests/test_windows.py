@@ -93,6 +93,19 @@ class TestWindowedCount:
         assert w.counts(101) == (1, 1)
         assert len(w) == 1
 
+    @pytest.mark.parametrize("b", range(85, 112))
+    def test_time_passes_while_empty(self, b):
+        """After evaluations with no member at all, a member added later lands in the windows it belongs to, and
+        leaves them on time."""
+        w = WindowedCount((2, 5))
+        w.add(60)
+        assert w.counts(61) == (1, 1)
+        w.remove(60)
+        assert w.counts(100) == (0, 0)
+        w.add(b)
+        for tb in (100, 103, 110):
+            assert w.counts(tb) == brute({"m": b}, (2, 5), tb)
+
     def test_move_forward_across_an_edge(self):
         """A member moved from an old bucket into the short window counts in both windows again."""
         w = WindowedCount((2, 5))
