@@ -63,6 +63,8 @@ class Engine:
         self._unsettled: set[Stream] = set()
         self._settled_at: int | None = None
         self._next_tick: int | None = None
+        # account -> the bucket its campaign labels were last checked for ended campaigns, with the budget full
+        self._labels_checked_at: dict[str, int] = {}
 
     # -- feeding ------------------------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class Engine:
                 stream.last_ts = ts
             if code < VIEW:
                 if campaign is not None and campaign not in gate.campaigns:
-                    campaign = self._campaign_label(gate, campaign)
+                    campaign = self._campaign_label(gate, account, campaign, max_ts)
                 stream.engage(actor, ts, follower, unknown_is_follower, reach is not None and reach >= threshold,
                               campaign)
             elif code == FOLLOW:
@@ -245,12 +247,38 @@ class Engine:
         )
         return stream
 
-    def _campaign_label(self, gate: AccountGate, campaign: str) -> str:
-        if len(gate.campaigns) < self.config.max_campaigns_per_account:
+    def _campaign_label(self, gate: AccountGate, account: str, campaign: str, max_ts: int) -> str:
+        budget = self.config.max_campaigns_per_account
+        if len(gate.campaigns) >= budget:
+            self._free_ended_campaigns(gate, account, max_ts)
+        if len(gate.campaigns) < budget:
             gate.campaigns.add(campaign)
             return campaign
         self.overflow["campaigns"] += 1
         return OTHER_CAMPAIGN
+
+    def _free_ended_campaigns(self, gate: AccountGate, account: str, max_ts: int) -> None:
+        """Give up the labels of campaigns without an engaged actor in any window, at any evaluation still to come.
+
+        A service that runs for years sees more campaigns than its budget, one after the other: without this,
+        every campaign after the first hundred would fold into `_other` for good. Their series, at 0 from now on,
+        leave the exposition. Only a full budget frees labels, so within the budget every series stays; and the
+        check depends on the records in order, not on how they were batched. `max_ts` bounds evaluation times
+        from below as in `_maybe_sweep`.
+        """
+        cfg = self.config
+        now_b = (max_ts - cfg.max_future_ms) // cfg.bucket_ms
+        if self._labels_checked_at.get(account) == now_b:
+            return  # a campaign's latest bucket only grows: none has ended since
+        self._labels_checked_at[account] = now_b
+        horizon = now_b - max(self._spans)
+        streams = gate.streams.values()
+        ended = [c for c in gate.campaigns
+                 if all(c not in s.campaigns or s.campaigns[c][1].top <= horizon for s in streams)]
+        for c in ended:
+            gate.campaigns.remove(c)
+            for s in streams:
+                s.campaigns.pop(c, None)
 
     def _maybe_sweep(self) -> None:
         """Now and then drop state that can never count again, so memory follows the active population.
@@ -352,6 +380,7 @@ class Engine:
 
     def __setstate__(self, state: dict) -> None:
         self._settled_at = None  # absent from checkpoints written before it existed
+        self._labels_checked_at = {}  # likewise
         self.__dict__.update(state)
         if "_unsettled" not in state:  # nor was this
             self._unsettled = {s for g in self.accounts.values() for s in g.streams.values() if s.audience.pending}

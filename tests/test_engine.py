@@ -494,6 +494,30 @@ class TestLabelBudgets:
         assert stream(snap, platform="tiktok").campaign_engaged_actors == {"_other": (1, 1, 1)}
         assert snap.overflow["campaigns"] == 4
 
+    def test_ended_campaigns_give_up_their_labels_to_new_ones(self):
+        """With the budget full, a new campaign takes the label of one with no engaged actor left in any window
+        (its series, at 0 for good, leave), however the records are batched."""
+        events = [like("a", T0, campaign="c1"), like("b", T0, campaign="c2", platform="tiktok"),
+                  like("c", T0 + 8 * D, campaign="c3"), like("d", T0 + 8 * D, campaign="c4"),
+                  like("e", T0 + 8 * D, campaign="c5", platform="tiktok")]
+        config = EngineConfig(max_campaigns_per_account=2)
+        whole, one_by_one = feed(events, config), Engine(config)
+        for e in events:
+            one_by_one.feed([orjson.dumps(e)])
+        for engine in (whole, one_by_one):
+            snap = engine.snapshot(T0 + 8 * D)
+            assert stream(snap).campaign_engaged_actors == {"c3": (1, 1, 1), "c4": (1, 1, 1)}
+            assert stream(snap, platform="tiktok").campaign_engaged_actors == {"_other": (1, 1, 1)}
+            assert snap.overflow["campaigns"] == 1
+
+    def test_a_campaign_with_an_actor_in_a_window_keeps_its_label(self):
+        """A campaign whose last engaged actor is still in the longest window is not ended, on any platform."""
+        events = [like("a", T0, campaign="c1"), like("b", T0, campaign="c2"),
+                  like("c", T0 + 6 * D, campaign="c2", platform="tiktok"), like("d", T0 + 7 * D - M, campaign="c3")]
+        snap = evaluate(events, config=EngineConfig(max_campaigns_per_account=2))
+        assert stream(snap).campaign_engaged_actors == {"c1": (0, 0, 1), "c2": (0, 0, 1), "_other": (1, 1, 1)}
+        assert snap.overflow["campaigns"] == 1
+
     def test_campaign_budget_is_per_account(self):
         """Each account has its own campaign budget."""
         events = [like("a", T0, campaign="c1"), like("a", T0, campaign="c2", account="beta")]
