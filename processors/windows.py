@@ -93,13 +93,14 @@ class WindowedCount:
             new_edge = tb - span
             old_edge = edges[j]
             if new_edge > old_edge:
-                crossed = _sum_between(hist, old_edge, new_edge)
+                # Whatever crosses this edge lies in band j by now: an empty band spares the walk.
+                crossed = _sum_between(hist, old_edge, new_edge) if bands[j] else 0
                 if crossed:
                     bands[j] -= crossed
                     if j < last:
                         bands[j + 1] += crossed
                 edges[j] = new_edge
-        ahead = _sum_between(hist, tb, self.top) if self.top > tb else 0
+        ahead = _sum_between(hist, tb, self.top) if self.top > tb and bands[0] else 0  # ahead lies in band 0
         out, total = [], -ahead
         for n in bands:
             total += n
