@@ -26,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from throughput import BARE_LOOP, timed
+from throughput import BARE_LOOP
 
 START_MS = 1_546_300_800_000  # 2019-01-01T00:00:00Z
 TYPES = ("like", "comment", "share", "reply", "follow", "unfollow", "view")
@@ -83,7 +83,7 @@ def main() -> int:
                 write_log(source, events, seed=events)
             bare, run, peak = [], [], 0.0
             for _ in range(args.rounds):
-                bare.append(timed([sys.executable, "-c", BARE_LOOP, str(source)]))
+                bare.append(run_measured([sys.executable, "-c", BARE_LOOP, str(source)])[0])
                 seconds, rss = run_measured([sys.executable, "-m", "streams.cli", "run", "--source", str(source),
                                              "--clock", "event", "--metrics-out", out])
                 run.append(seconds)
