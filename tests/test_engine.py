@@ -511,9 +511,18 @@ class TestLabelBudgets:
             assert snap.overflow["campaigns"] == 1
 
     def test_a_campaign_with_an_actor_in_a_window_keeps_its_label(self):
-        """A campaign whose last engaged actor is still in the longest window is not ended, on any platform."""
+        """A campaign with an engaged actor still in the longest window on any platform has not ended; one whose
+        actors have all left it is the one that gives up its label."""
         events = [like("a", T0, campaign="c1"), like("b", T0, campaign="c2"),
-                  like("c", T0 + 6 * D, campaign="c2", platform="tiktok"), like("d", T0 + 7 * D - M, campaign="c3")]
+                  like("c", T0 + 6 * D, campaign="c2", platform="tiktok"), like("d", T0 + 8 * D, campaign="c3")]
+        snap = evaluate(events, config=EngineConfig(max_campaigns_per_account=2))
+        assert stream(snap).campaign_engaged_actors == {"c2": (0, 0, 0), "c3": (1, 1, 1)}
+        assert stream(snap, platform="tiktok").campaign_engaged_actors == {"c2": (0, 0, 1)}
+        assert snap.overflow["campaigns"] == 0
+
+    def test_a_campaign_is_not_ended_before_the_longest_window_has_passed(self):
+        """Just short of the longest window (7 days less a minute), the budget stays full: the new campaign folds into `_other`."""
+        events = [like("a", T0, campaign="c1"), like("b", T0, campaign="c2"), like("d", T0 + 7 * D - M, campaign="c3")]
         snap = evaluate(events, config=EngineConfig(max_campaigns_per_account=2))
         assert stream(snap).campaign_engaged_actors == {"c1": (0, 0, 1), "c2": (0, 0, 1), "_other": (1, 1, 1)}
         assert snap.overflow["campaigns"] == 1
