@@ -521,7 +521,8 @@ class TestLabelBudgets:
         assert snap.overflow["campaigns"] == 0
 
     def test_a_campaign_is_not_ended_before_the_longest_window_has_passed(self):
-        """Just short of the longest window (7 days less a minute), the budget stays full: the new campaign folds into `_other`."""
+        """Just short of the longest window (7 days less a minute), the budget stays full: the new campaign folds
+        into `_other`."""
         events = [like("a", T0, campaign="c1"), like("b", T0, campaign="c2"), like("d", T0 + 7 * D - M, campaign="c3")]
         snap = evaluate(events, config=EngineConfig(max_campaigns_per_account=2))
         assert stream(snap).campaign_engaged_actors == {"c1": (0, 0, 1), "c2": (0, 0, 1), "_other": (1, 1, 1)}
