@@ -217,23 +217,34 @@ class Stream:
         state, eng_ts, follow_ts, actors, rows = self.state, self.eng_ts, self.follow_ts, self.actors, self.rows
         loose = list(compress(range(self.used), state[:self.used].translate(_DROPPABLE[unknown_is_follower])))
         before = (tb - retention + 1) * g  # ts // g <= tb - retention
-        gone = [
-            row for row in loose
-            if (not state[row] & ENGAGED or eng_ts[row] < before)
-            and (not state[row] & FOLLOWING or follow_ts[row] < before)
-        ]
-        self.engaged.remove_all([eng_ts[row] // g for row in gone if state[row] & ENGAGED])
         act_b, inf_b = self.act_b, self.inf_b
-        self.active.remove_all([act_b[row] for row in gone if state[row] & ACTIVE])
-        self.influencer.remove_all([inf_b[row] for row in gone if state[row] & INFLUENCER])
-        following = [row for row in gone if state[row] & FOLLOWING]
-        self.new_followers.remove_all([follow_ts[row] // g for row in following])
-        self.activated.remove_all(
-            [follow_ts[row] // g for row in following if state[row] & ENGAGED and eng_ts[row] >= follow_ts[row]])
-        for row in gone:
+        # One pass over the loose rows, collecting the buckets each count loses: a sweep on a long history drops
+        # about as many rows as records brought new actors.
+        gone, engaged, active, influencer, followed, activated = [], [], [], [], [], []
+        for row in loose:
+            s = state[row]
+            if s & ENGAGED and eng_ts[row] >= before or s & FOLLOWING and follow_ts[row] >= before:
+                continue
+            gone.append(row)
+            if s & ENGAGED:
+                engaged.append(eng_ts[row] // g)
+            if s & ACTIVE:
+                active.append(act_b[row])
+            if s & INFLUENCER:
+                influencer.append(inf_b[row])
+            if s & FOLLOWING:
+                fb = follow_ts[row] // g
+                followed.append(fb)
+                if s & ENGAGED and eng_ts[row] >= follow_ts[row]:
+                    activated.append(fb)
             del rows[actors[row]]
             actors[row] = None
             state[row] = FREE
+        self.engaged.remove_all(engaged)
+        self.active.remove_all(active)
+        self.influencer.remove_all(influencer)
+        self.new_followers.remove_all(followed)
+        self.activated.remove_all(activated)
         self.free.extend(gone)
         # Campaign members leave with their actor (a dropped row is outside every window, so are its
         # campaign buckets) before the row can be reused.

@@ -12,7 +12,6 @@ single final evaluation are both linear in what changed.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
 NEVER = -(1 << 62)  # an edge below every bucket: before the first evaluation every member is in every window
@@ -47,21 +46,31 @@ class WindowedCount:
         if j >= 0:
             self.bands[j] += 1
 
-    def remove(self, b: int, n: int = 1) -> None:
+    def remove(self, b: int) -> None:
         hist = self.hist
-        left = hist[b] - n
+        left = hist[b] - 1
         if left:
             hist[b] = left
         else:
             del hist[b]
         j = 0 if b > self.edges[0] else self._band(b)
         if j >= 0:
-            self.bands[j] -= n
+            self.bands[j] -= 1
 
     def remove_all(self, buckets: Iterable[int]) -> None:
-        """Remove a member at each of `buckets`: a sweep drops many members from a few old buckets at once."""
-        for b, n in Counter(buckets).items():
-            self.remove(b, n)
+        """Remove a member at each of `buckets`, as a sweep does: one loop, no call per member."""
+        hist, edges, bands = self.hist, self.edges, self.bands
+        top, lowest = edges[0], edges[-1]
+        for b in buckets:
+            left = hist[b] - 1
+            if left:
+                hist[b] = left
+            else:
+                del hist[b]
+            if b > top:
+                bands[0] -= 1
+            elif b > lowest:
+                bands[self._band(b)] -= 1
 
     def move(self, old: int, new: int) -> None:
         hist = self.hist

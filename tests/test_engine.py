@@ -17,7 +17,7 @@ import pytest
 from processors.config import EngineConfig
 from processors.engine import Engine
 from processors.snapshot import Snapshot, StreamSnapshot
-from processors.stream import Stream
+from processors.stream import ACTIVE, ENGAGED, FOLLOWING, INFLUENCER, Stream
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 S, M, H, D = 1_000, 60_000, 3_600_000, 86_400_000
@@ -665,7 +665,27 @@ class TestIdleStateIsDropped:
             a, b = forgetting.snapshot(at), keeping.snapshot(at)
             assert _without_actors(a) == _without_actors(b)
             dropped |= sum(s.actors for s in a.streams) < sum(s.actors for s in b.streams)
+            for gate in forgetting.accounts.values():
+                for s in gate.streams.values():
+                    assert _members(s) == _rows_counted(s)
         assert dropped, "the story is long enough for idle actors to be dropped"
+
+
+def _members(s: Stream) -> tuple[int, ...]:
+    return len(s.engaged), len(s.active), len(s.influencer), len(s.new_followers), len(s.activated)
+
+
+def _rows_counted(s: Stream) -> tuple[int, ...]:
+    """What each windowed count should hold, from the rows: a dropped actor leaves every count it was in (values
+    alone cannot tell, as its buckets are outside every window by then, but the histograms would grow for good)."""
+    rows = [(s.state[r], s.eng_ts[r], s.follow_ts[r]) for r in s.rows.values()]
+    return (
+        sum(1 for state, _, _ in rows if state & ENGAGED),
+        sum(1 for state, _, _ in rows if state & ACTIVE),
+        sum(1 for state, _, _ in rows if state & INFLUENCER),
+        sum(1 for state, _, _ in rows if state & FOLLOWING),
+        sum(1 for state, e, f in rows if state & FOLLOWING and state & ENGAGED and e >= f),
+    )
 
 
 def _without_actors(snap: Snapshot) -> Snapshot:
