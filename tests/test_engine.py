@@ -601,6 +601,22 @@ class TestIdleStateIsDropped:
         # Counted as followers: with the default policy u1, follower and newcomer; otherwise follower alone.
         assert snap.active_followers == ((3, 3, 3) if policy == "follower" else (1, 1, 1))
 
+    def test_state_at_the_edge_of_the_longest_window_is_kept_for_an_evaluation_still_possible(self):
+        """On the wall clock a record may be up to the future allowance ahead of now, and the evaluation that
+        follows is at now: a sweep set off by such a record keeps the actors, follows and campaign members whose
+        bucket is the oldest that the longest window (and the cohort window, as long) still holds at now."""
+        config = EngineConfig()
+        now = T0 + 10 * D
+        oldest_in_window = now - (config.retention_buckets - 1) * config.bucket_ms
+        engine = Engine(config)
+        records = [like("edge", oldest_in_window, campaign="bf"), follow("joined", oldest_in_window),
+                   like("ahead", now + config.max_future_ms)]
+        assert engine.feed([orjson.dumps(r) for r in records], now_ms=now) == []
+        snap = stream(engine.snapshot(now))
+        assert snap.engaged_actors == (0, 0, 1)  # "ahead" is past now: in no window yet
+        assert snap.campaign_engaged_actors == {"bf": (0, 0, 1)}
+        assert snap.new_followers == 1
+
     def test_a_quiet_stream_is_left_alone_until_it_has_something_to_drop(self, monkeypatch):
         """Once a sweep has dropped everything a stream could lose, later sweeps skip it (a long history of many
         streams would otherwise cost a pass over each at every sweep); a newcomer makes it due again."""
