@@ -334,9 +334,11 @@ class TestCohort:
         """Activation needs an engaging event, whatever its follower field says."""
         assert self.cohort([follow("bob", T0), like("bob", T0 + M, follower=False)]) == (1, 1)
 
-    def test_unfollow_leaves_the_cohort(self):
-        """An unfollow after the follow takes the actor out of the cohort, and out of the activated."""
-        assert self.cohort([follow("bob", T0), like("bob", T0 + M), unfollow("bob", T0 + 2 * M)]) == (0, 0)
+    @pytest.mark.parametrize("engaged_at", [T0, T0 + M])
+    def test_unfollow_leaves_the_cohort(self, engaged_at):
+        """An unfollow after the follow takes the actor out of the cohort, and out of the activated, also when it
+        was activated by an engagement at the follow's very ts."""
+        assert self.cohort([follow("bob", T0), like("bob", engaged_at), unfollow("bob", T0 + 2 * M)]) == (0, 0)
 
     def test_arrival_order_decides_membership(self):
         """A follow that arrives after an unfollow with a later ts still makes the actor a member."""
@@ -520,13 +522,20 @@ class TestLabelBudgets:
         assert stream(snap, platform="tiktok").campaign_engaged_actors == {"c2": (0, 0, 1)}
         assert snap.overflow["campaigns"] == 0
 
-    def test_a_campaign_is_not_ended_before_the_longest_window_has_passed(self):
-        """Just short of the longest window (7 days less a minute), the budget stays full: the new campaign folds
-        into `_other`."""
-        events = [like("a", T0, campaign="c1"), like("b", T0, campaign="c2"), like("d", T0 + 7 * D - M, campaign="c3")]
-        snap = evaluate(events, config=EngineConfig(max_campaigns_per_account=2))
-        assert stream(snap).campaign_engaged_actors == {"c1": (0, 0, 1), "c2": (0, 0, 1), "_other": (1, 1, 1)}
-        assert snap.overflow["campaigns"] == 1
+    @pytest.mark.parametrize(("late_by", "ended"), [(0, True), (-1, False)])
+    def test_a_campaign_ends_once_no_evaluation_still_possible_has_it_in_a_window(self, late_by, ended):
+        """A record may be up to the future allowance (5 min) ahead of a wall-clock evaluation, so the campaigns
+        engaged at T0 end when a record reaches T0 + 7 d + 5 min: not a millisecond before. Until then the budget
+        stays full and the new campaign folds into `_other`."""
+        config = EngineConfig(max_campaigns_per_account=2)
+        last = T0 + 7 * D + config.max_future_ms + late_by
+        snap = evaluate([like("a", T0, campaign="c1"), like("b", T0, campaign="c2"), like("d", last, campaign="c3")],
+                        config=config)
+        if ended:
+            assert stream(snap).campaign_engaged_actors == {"c3": (1, 1, 1)}
+        else:
+            assert stream(snap).campaign_engaged_actors == {"c1": (0, 0, 0), "c2": (0, 0, 0), "_other": (1, 1, 1)}
+        assert snap.overflow["campaigns"] == (0 if ended else 1)
 
     def test_campaign_budget_is_per_account(self):
         """Each account has its own campaign budget."""
@@ -706,6 +715,41 @@ def _rows_counted(s: Stream) -> tuple[int, ...]:
 
 def _without_actors(snap: Snapshot) -> Snapshot:
     return dataclasses.replace(snap, streams=tuple(dataclasses.replace(s, actors=0) for s in snap.streams))
+
+
+class TestTicks:
+    """`feed(on_tick=...)` calls back at every multiple of `tick_ms` that event time reaches, before the record
+    that reaches it: the detectors see the same states however the records are batched."""
+
+    @staticmethod
+    def ticks(batches: list[list[dict]]) -> list[tuple[int, tuple[int, ...]]]:
+        engine = Engine(EngineConfig())
+        seen = []
+        for batch in batches:
+            engine.feed([orjson.dumps(e) for e in batch], tick_ms=5 * M,
+                        on_tick=lambda at: seen.append((at, TestTicks.engaged(engine.snapshot(at)))))
+        return seen
+
+    @staticmethod
+    def engaged(snap: Snapshot) -> tuple[int, ...]:
+        return stream(snap).engaged_actors if snap.streams else (0, 0, 0)  # no stream before its first record
+
+    def test_a_tick_sees_the_state_before_the_record_that_reaches_it(self):
+        """A record stamped exactly at a tick is applied after that tick's evaluation, in one batch or several."""
+        events = [like("a", T0 + M), like("b", T0 + 5 * M), like("c", T0 + 6 * M)]
+        expected = [(T0, (0, 0, 0)), (T0 + 5 * M, (1, 1, 1))]
+        assert self.ticks([events]) == expected
+        assert self.ticks([[e] for e in events]) == expected
+
+    @pytest.mark.parametrize(("gap_end", "resumed_at"), [
+        (T0 + 30 * D, T0 + 23 * D),  # a month: only its last week
+        (T0 + 7 * D + 10 * M, T0 + 10 * M),  # the first tick due (T0 + 5 min) is more than a week before: skipped
+        (T0 + 7 * D + 5 * M, T0 + 5 * M),  # exactly a week: every tick
+    ])
+    def test_a_long_gap_is_reported_from_its_last_week(self, gap_end, resumed_at):
+        """After a gap in the records the ticks resume at most a week before the record that ends it."""
+        seen = [at for at, _ in self.ticks([[like("a", T0)], [like("b", gap_end)]])]
+        assert seen == [T0, *range(resumed_at, gap_end + 1, 5 * M)]
 
 
 class TestCheckpoint:
