@@ -236,6 +236,19 @@ class TestScrapeTime:
             "engagewatch_engaged_actors", {"account": "beta", "platform": "x", "window": "1h"}) == 1
         assert registry.get_sample_value("engagewatch_streams") == 2
 
+    def test_time_gauges_of_several_engines_are_the_latest(self):
+        """The watermark and the evaluation time are the latest over the engines; stream times keep their ms."""
+        later = T0 + 90_250
+        a = engine_with([rec("1", 0)])
+        b = engine_with([orjson.dumps({"id": "1", "ts": later, "platform": "x", "account": "beta", "type": "like",
+                                       "actor": "z"})])
+        for engines in ((a, b), (b, a)):
+            registry = registry_for(*engines)
+            assert registry.get_sample_value("engagewatch_watermark_timestamp_seconds") == later / 1000
+            assert registry.get_sample_value("engagewatch_evaluation_timestamp_seconds") == later / 1000
+            assert registry.get_sample_value(
+                "engagewatch_stream_last_event_timestamp_seconds", {"account": "beta", "platform": "x"}) == later / 1000
+
 
     def test_engines_are_read_under_the_lock_and_families_built_after_it(self):
         """The feeding side waits for a scrape only while snapshots are taken, not while series are formatted."""
