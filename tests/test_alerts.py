@@ -43,6 +43,14 @@ class TestFileAlertSink:
         assert json.loads(lines[0])["startsAt"] == "2026-01-05T00:00:00.000Z"
         assert json.loads(lines[0])["status"] == "firing"
 
+    def test_alerts_reach_the_file_before_it_is_closed(self, tmp_path):
+        """Someone may be following the file while the run goes on: each batch is written through."""
+        path = tmp_path / "alerts.jsonl"
+        sink = FileAlertSink(str(path))
+        sink.send([FIRING])
+        assert len(path.read_text().splitlines()) == 1
+        sink.close()
+
 
 class TestKafkaAlertSink:
     def test_key_is_account(self):
@@ -101,6 +109,47 @@ class TestHttpSinks:
             "problem": "OSError: connection refused",
         }
         assert "s3cret" not in caplog.text
+
+    @pytest.mark.parametrize(("statuses", "sent", "calls"), [
+        ([500, 503, 200], 1, 3),  # the receiver is failing: retried
+        ([429, 200], 1, 2),  # too many requests: retried after the backoff
+        ([400, 200], 0, 1),  # the receiver refuses the payload: retrying will not help
+    ])
+    def test_http_status_decides_whether_to_retry(self, statuses, sent, calls):
+        """5xx and 429 are retried; another 4xx gives the batch up at once."""
+        answers = iter(statuses)
+        posted = []
+
+        def post(url, body, timeout):
+            posted.append(body)
+            return next(answers)
+
+        sink = AlertmanagerSink("http://am:9093", post=post, backoff_s=0.001, resend_interval_s=None)
+        sink.send([FIRING])
+        sink.close()
+        assert (sink.sent, sink.failed, len(posted)) == (sent, 1 - sent, calls)
+
+    def test_firing_alerts_are_sent_again_until_resolved(self):
+        """Alertmanager forgets an alert it is not told about again: firing ones are re-sent every interval, and
+        a resolved one no longer is."""
+        other = AlertEvent("firing", (("alertname", "HollowFollowerGrowth"), ("account", "beta"), ("platform", "x"),
+                                      ("severity", "warning")), FIRING.annotations, FIRING.starts_at_ms, None)
+        resolved = AlertEvent("resolved", FIRING.labels, FIRING.annotations, FIRING.starts_at_ms, FIRING.starts_at_ms)
+        batches: queue.Queue[list[tuple[str, bool]]] = queue.Queue()
+
+        def post(url, body, timeout):
+            batches.put([(a["labels"]["account"], "endsAt" in a) for a in json.loads(body)])
+            return 200
+
+        sink = AlertmanagerSink("http://am:9093", resend_interval_s=0.01, post=post)
+        sink.send([FIRING, other])
+        assert batches.get(timeout=10) == [("acme", False), ("beta", False)]
+        sink.send([resolved])
+        while ("acme", True) not in (batch := batches.get(timeout=10)):
+            assert batch == [("acme", False), ("beta", False)]  # re-sends made before the resolution
+        for _ in range(3):
+            assert batches.get(timeout=10) == [("beta", False)]
+        sink.close()
 
     def test_webhook_payload(self):
         """The webhook receives Alertmanager's webhook shape (version 4)."""
