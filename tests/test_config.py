@@ -179,9 +179,12 @@ class TestSettings:
             ("ENGAGEWATCH_MAX_FUTURE", "soon"),
             ("ENGAGEWATCH_METRICS_PORT", "70000"),
             ("ENGAGEWATCH_LOG_LEVEL", "loud"),
+            ("ENGAGEWATCH_DETECT_TICK", "0s"),
+            ("ENGAGEWATCH_DETECT_TICK", "soon"),
             ("ENGAGEWATCH_KAFKA__PARTITIONS", "0"),
             ("ENGAGEWATCH_ALERTS__ALERTMANAGER_URL", "alertmanager:9093"),
             ("ENGAGEWATCH_ALERTS__WEBHOOK_URL", "ftp://hooks.example"),
+            ("ENGAGEWATCH_ALERTS__WEBHOOK_URL", "https://"),
             ("ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC", "events/raw"),
             ("ENGAGEWATCH_KAFKA__DEAD_LETTER_TOPIC", ""),
             ("ENGAGEWATCH_KAFKA__CHECKPOINT_INTERVAL", "often"),
@@ -190,6 +193,7 @@ class TestSettings:
             ("ENGAGEWATCH_KAFKA__RETENTION", "forever"),
             ("ENGAGEWATCH_KAFKA__SESSION_TIMEOUT", "5s"),
             ("ENGAGEWATCH_KAFKA__SESSION_TIMEOUT", "6m"),
+            ("ENGAGEWATCH_KAFKA__SESSION_TIMEOUT", "300001ms"),  # a millisecond past the 5 min bound
         ],
     )
     def test_bad_variable_is_named(self, monkeypatch, variable, value):
@@ -203,6 +207,10 @@ class TestSettings:
     def test_session_timeout_within_bounds_is_kept(self, monkeypatch):
         monkeypatch.setenv("ENGAGEWATCH_KAFKA__SESSION_TIMEOUT", "10s")
         assert load_settings().kafka.session_timeout == "10s"
+
+    def test_detector_tick(self, monkeypatch):
+        monkeypatch.setenv("ENGAGEWATCH_DETECT_TICK", "1h")
+        assert load_settings().detect_tick_ms() == H
 
     def test_dedup_horizon_below_a_configured_grace(self, monkeypatch):
         """The horizon is checked against the grace in effect, not the default."""
