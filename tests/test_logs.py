@@ -43,6 +43,17 @@ def test_a_burst_of_the_same_library_error_gives_one_line_then_one_per_period(em
     emit("aiokafka", logging.ERROR, "Unable connect to node with id %s: %s", 1, "refused again")
     assert out[-1]["event"] == "Unable connect to node with id 1: refused again"
     assert out[-1]["suppressed"] == 99
+    clock.now = 31.0  # the next period starts with the line just let through
+    emit("aiokafka", logging.ERROR, "Unable connect to node with id %s: %s", 1, "refused once more")
+    assert len(out) == 2
+
+
+def test_a_flood_of_distinct_messages_is_remembered_within_a_bound():
+    """Every kind seen is remembered, so the filter forgets them all past `MAX_KINDS` rather than grow for good."""
+    repeats = logs.Repeats(every_s=30.0, clock=Clock())
+    for i in range(3 * logs.Repeats.MAX_KINDS):
+        repeats.filter(logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, f"error {i}", (), None))
+    assert len(repeats._kinds) <= logs.Repeats.MAX_KINDS
 
 
 def test_kinds_are_thinned_separately(emitted):
