@@ -47,15 +47,7 @@ class WindowedCount:
             self.bands[j] += 1
 
     def remove(self, b: int) -> None:
-        hist = self.hist
-        left = hist[b] - 1
-        if left:
-            hist[b] = left
-        else:
-            del hist[b]
-        j = 0 if b > self.edges[0] else self._band(b)
-        if j >= 0:
-            self.bands[j] -= 1
+        self.remove_all((b,))
 
     def remove_all(self, buckets: Iterable[int]) -> None:
         """Remove a member at each of `buckets`, as a sweep does: one loop, no call per member."""
