@@ -111,6 +111,10 @@ class EngineConfig:
         return tuple(length // self.bucket_ms for _, length in self.windows)
 
     @property
+    def unknown_is_follower(self) -> bool:
+        return self.unknown_actor == "follower"
+
+    @property
     def retention_buckets(self) -> int:
         """The longest span any metric looks back; actor state older than this can never count again."""
         return max(max(self.window_buckets), self.cohort_ms // self.bucket_ms)

@@ -84,7 +84,7 @@ class Engine:
         grace, horizon = cfg.grace_ms, cfg.dedup_horizon_ms
         late_detail = f"ts is more than {grace} ms behind the watermark"
         future_limit = INT64_MAX if now_ms is None else now_ms + cfg.max_future_ms
-        unknown_is_follower = cfg.unknown_actor == "follower"
+        unknown_is_follower = cfg.unknown_is_follower
         threshold = cfg.influencer_threshold
         validator = self._validator
         hours, campaigns, platforms = validator.hours, validator.campaigns, validator.platforms
@@ -263,11 +263,9 @@ class Engine:
         A service that runs for years sees more campaigns than its budget, one after the other: without this,
         every campaign after the first hundred would fold into `_other` for good. Their series, at 0 from now on,
         leave the exposition. Only a full budget frees labels, so within the budget every series stays; and the
-        check depends on the records in order, not on how they were batched. `max_ts` bounds evaluation times
-        from below as in `_maybe_sweep`.
+        check depends on the records in order, not on how they were batched.
         """
-        cfg = self.config
-        now_b = (max_ts - cfg.max_future_ms) // cfg.bucket_ms
+        now_b = self._earliest_evaluation_bucket(max_ts)
         if self._labels_checked_at.get(account) == now_b:
             return  # a campaign's latest bucket only grows: none has ended since
         self._labels_checked_at[account] = now_b
@@ -280,24 +278,27 @@ class Engine:
             for s in streams:
                 s.campaigns.pop(c, None)
 
+    def _earliest_evaluation_bucket(self, max_ts: int) -> int:
+        """The bucket of the earliest evaluation still possible once `max_ts` is applied: what may be dropped is
+        judged from there. On the wall clock a record may be up to the future allowance ahead of now; on the event
+        clock evaluation is at the largest applied ts itself, later still."""
+        return (max_ts - self.config.max_future_ms) // self.config.bucket_ms
+
     def _maybe_sweep(self) -> None:
         """Now and then drop state that can never count again, so memory follows the active population.
 
         Follows kept for a future audience snapshot are folded once per bucket (a heap pop each, paid once per
         follow): on a stream that never sends snapshots they would otherwise pile up between sweeps of idle actors,
         which scan every actor and so run only every quarter of the retention (an hour at the least).
-
-        The sweep time trails the largest applied ts by the future allowance: on the wall clock no evaluation
-        can come earlier than that, and on the event clock evaluation is at the largest applied ts itself.
         """
         if self.max_ts is None:
             return
         cfg = self.config
-        tb = (self.max_ts - cfg.max_future_ms) // cfg.bucket_ms
+        tb = self._earliest_evaluation_bucket(self.max_ts)
         if tb == self._settled_at:
             return
         self._settled_at = tb
-        retention, unknown_is_follower = cfg.retention_buckets, cfg.unknown_actor == "follower"
+        retention = cfg.retention_buckets
         forget = self._swept_at is None or tb - self._swept_at >= max(retention // 4, 60)
         accounts, grace = self.accounts, cfg.grace_ms
         settled = []
@@ -312,7 +313,7 @@ class Engine:
             for gate in accounts.values():
                 for stream in gate.streams.values():
                     if stream.sweep_due:
-                        stream.forget_idle(tb, retention, unknown_is_follower)
+                        stream.forget_idle(tb, retention, cfg.unknown_is_follower)
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
