@@ -135,6 +135,8 @@ class DecayConfig:
     max_pending_ms: int = 6 * 3_600_000
     """A gap that is still not silence after this long is taken as genuine zeros."""
     hollow_window: str = "24h"
+    """Window whose active followers the hollow-growth test reads; the engine's longest window if it has no such one,
+    so that the alert and gauge name the window actually read."""
     hollow_span_ms: int = 6 * 3_600_000
     hollow_surge_factor: float = 3.0
     hollow_exit_factor: float = 1.5
@@ -153,6 +155,10 @@ class DecayConfig:
     """Seasonal baseline of follows (refitted daily)."""
     ratio_baseline: BaselineConfig = field(default=BaselineConfig(counts=False, refit_every_h=24.0, overdispersion=0.2))
     """Seasonal baseline of the active-follower ratio per window (the exported baseline gauge)."""
+
+    def __post_init__(self) -> None:
+        if self.hollow_window not in self.windows:
+            object.__setattr__(self, "hollow_window", self.windows[-1])
 
     @classmethod
     def from_engine(cls, engine_config: Any, **overrides: Any) -> "DecayConfig":
@@ -543,7 +549,7 @@ class _Stream:
         return out
 
     def _evaluate_hollow(self, cfg: DecayConfig, T: int, snap: Any) -> list[AlertEvent]:
-        idx = _index(cfg.windows, cfg.hollow_window)
+        idx = cfg.windows.index(cfg.hollow_window)
         active = snap.active_followers[idx]
         cps = self.checkpoints
         if not cps or T - cps[-1][0] >= 5 * 60_000:
@@ -657,7 +663,7 @@ class _Stream:
             )
         elif alertname == HOLLOW:
             label = cfg.hollow_window
-            idx = _index(cfg.windows, label)
+            idx = cfg.windows.index(label)
             summary = f"Hollow follower growth for {where}"
             description = (
                 f"Audience grew by about {self.hollow_excess:.0f} followers more than usual within "
@@ -725,8 +731,6 @@ def _ratios(snap: Any) -> tuple[float | None, ...]:
     return tuple(None if audience <= 0 else n / audience for n in snap.active_followers)
 
 
-def _index(windows: tuple[str, ...], label: str) -> int:
-    return windows.index(label) if label in windows else len(windows) - 1
 
 
 def _fmt(x: float | None) -> str:

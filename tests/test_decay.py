@@ -142,6 +142,15 @@ class TestDecayMonitor:
         alerts = run(scenario(kind="bought", bought_at_ms=t, bought_fraction=0.2, bought_ms=HOUR_MS))
         assert [a.alertname for _, a in alerts if a.status == "firing"] == [HOLLOW]
 
+    def test_hollow_growth_names_the_window_it_reads(self):
+        """Without the configured hollow window the test reads the engine's longest one, and says so."""
+        assert DecayConfig(windows=("1h", "6h")).hollow_window == "6h"
+        t = EPOCH_MS + 8 * DAY_MS
+        config = DecayConfig(hollow_window="30d")
+        alerts = run(scenario(kind="bought", bought_at_ms=t, bought_fraction=0.2, bought_ms=HOUR_MS), config)
+        assert [a.label("window") for _, a in named(alerts, HOLLOW)] == ["7d"]
+        assert "active followers (7d)" in dict(named(alerts, HOLLOW)[0][1].annotations)["description"]
+
     def test_state_reports_windows_and_counters(self):
         """The state holds the per-window decay state, the ratio baseline and the alert counter."""
         onset = EPOCH_MS + 8 * DAY_MS
