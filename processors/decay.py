@@ -731,8 +731,6 @@ def _ratios(snap: Any) -> tuple[float | None, ...]:
     return tuple(None if audience <= 0 else n / audience for n in snap.active_followers)
 
 
-
-
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
