@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
+from decay_streams import TICK, Snap
 from processors.decay import DECAY, DecayConfig, DecayMonitor
 from streams.backtest_scenarios import DAY_MS, EPOCH_MS, HOUR_MS, poisson
-
-TICK = 300_000
-
-
-@dataclass
-class Snap:
-    """The snapshot fields the detectors read."""
-
-    account: str = "acme"
-    platform: str = "x"
-    audience_followers: int = 5_000
-    active_followers: tuple = (50, 300, 900)
-    new_followers: int = 0
-    new_followers_activated: int = 0
-    engaging_events: int = 0
-    follower_engaging_events: int = 0
-    follows: int = 0
-    unfollows: int = 0
-    campaign_engaged_actors: dict = field(default_factory=dict)
 
 
 def run(rate_at, campaign_at, days: int, seed: int = 3) -> list:
