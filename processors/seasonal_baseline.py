@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import repeat
+from operator import add, mul
 
 HOUR_MS = 3_600_000
 _DOW_OFFSET = 3  # day 0 (1970-01-01) was a Thursday; Monday = 0
@@ -143,20 +145,21 @@ class SeasonalBaseline:
         if level <= 0.0:
             self._profile, self._weekday, self._level = [0.0] * 24, [1.0] * 7, 0.0
             return
-        w = self._weekday
+        # Refitted every learned hour of every stream: whole-list operations (in the same order of additions, so
+        # to the same bits) keep a replay of history with detectors affordable.
         hc = [0.0] * 24
         he = [0.0] * 24
-        for d in range(7):
-            wd, base = w[d], d * 24
-            for h in range(24):
-                hc[h] += c[base + h]
-                he[h] += e[base + h] * wd
+        for d, wd in enumerate(self._weekday):
+            day = slice(d * 24, d * 24 + 24)
+            hc = list(map(add, hc, c[day]))
+            he = list(map(add, he, map(mul, e[day], repeat(wd))))
+        around_c, around_e = hc[-3:] + hc + hc[:3], he[-3:] + he + he[:3]  # hour h's seven: [h, h + 7)
         prior_e = cfg.profile_prior * s / (max(level, 1e-9) if cfg.counts else 1.0)
         profile = []
         for h in range(24):
             # shrink towards the mean of the surrounding seven hours (keeps the daily shape), itself towards level
-            wc = sum(hc[(h + k) % 24] for k in range(-3, 4))
-            we = sum(he[(h + k) % 24] for k in range(-3, 4))
+            wc = sum(around_c[h : h + 7])
+            we = sum(around_e[h : h + 7])
             wide = (wc + prior_e * level) / (we + prior_e)
             num = 0.25 * hc[h - 1] + 0.5 * hc[h] + 0.25 * hc[(h + 1) % 24]
             den = 0.25 * he[h - 1] + 0.5 * he[h] + 0.25 * he[(h + 1) % 24]
@@ -167,7 +170,7 @@ class SeasonalBaseline:
         for d in range(7):
             base = d * 24
             dc = sum(c[base : base + 24])
-            de = sum(e[base + h] * profile[h] for h in range(24))
+            de = sum(map(mul, e[base : base + 24], profile))
             weekday.append((dc + prior_w) / (de + prior_w) if de + prior_w > 0 else 1.0)
         self._profile, self._weekday = profile, weekday
-        self._level = sum(profile[h] * weekday[d] for d in range(7) for h in range(24)) / 168
+        self._level = sum([p * wd for wd in weekday for p in profile]) / 168
