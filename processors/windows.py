@@ -13,6 +13,7 @@ single final evaluation are both linear in what changed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import repeat
 
 NEVER = -(1 << 62)  # an edge below every bucket: before the first evaluation every member is in every window
 
@@ -74,10 +75,14 @@ class WindowedCount:
         hist[new] = hist.get(new, 0) + 1
         if new > self.top:
             self.top = new
-        if old > self.edges[0] and new > self.edges[0]:
-            return
+        newest = self.edges[0]
+        if new > newest:
+            if old > newest:
+                return
+            jn = 0  # the usual case under live evaluation: back after more than the shortest window
+        else:
+            jn = self._band(new)
         jo = self._band(old)
-        jn = self._band(new)
         if jo != jn:
             if jo >= 0:
                 self.bands[jo] -= 1
@@ -115,6 +120,5 @@ class WindowedCount:
 def _sum_between(hist: dict[int, int], lo: int, hi: int) -> int:
     """Members at buckets lo < b <= hi: walk the range or the histogram, whichever is shorter."""
     if hi - lo <= len(hist):
-        get = hist.get
-        return sum(get(b, 0) for b in range(lo + 1, hi + 1))
+        return sum(map(hist.get, range(lo + 1, hi + 1), repeat(0)))
     return sum(n for b, n in hist.items() if lo < b <= hi)
