@@ -157,7 +157,7 @@ class DecayConfig:
     """Seasonal baseline of the active-follower ratio per window (the exported baseline gauge)."""
 
     def __post_init__(self) -> None:
-        if self.hollow_window not in self.windows:
+        if self.windows and self.hollow_window not in self.windows:
             object.__setattr__(self, "hollow_window", self.windows[-1])
 
     @classmethod
