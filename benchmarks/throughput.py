@@ -1,11 +1,12 @@
 """End-to-end throughput of `engagewatch run` against a bare read-and-parse loop, measured alternately.
 
-    python benchmarks/throughput.py [--events 1000000] [--rounds 3] [--file var/bench-1m.jsonl]
+    python benchmarks/throughput.py [--events 1000000] [--rounds 3] [--file var/bench-1m.jsonl] [--detect]
 
 Both sides run as whole processes (start-up included) on the same simulated file (2 % dirt): the baseline
 only reads the lines and calls `orjson.loads` on each; the pipeline decodes, validates, applies and writes
 the final exposition. Rounds alternate the two so that a busy machine slows both alike; the figures are the
-medians. Prints a Markdown table for docs/benchmarks.md.
+medians. With `--detect`, each round also times `run --detect` (the decay detectors fed every 5 minutes of event
+time, as a replay of history is). Prints a Markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -55,24 +56,33 @@ def main() -> int:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--file", type=Path, default=None, help="input file (simulated and kept if absent)")
+    p.add_argument("--detect", action="store_true", help="also time the run with the decay detectors")
     args = p.parse_args()
     source = args.file or Path("var") / f"bench-{args.events}.jsonl"
     ensure_file(source, args.events)
     lines = sum(1 for _ in open(source, "rb"))
 
-    bare, run = [], []
+    sides: dict[str, list[float]] = {"bare": [], "run": []}
+    if args.detect:
+        sides["run --detect"] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.prom")
+        run = [sys.executable, "-m", "streams.cli", "run", "--source", str(source), "--clock", "event",
+               "--metrics-out", out]
+        commands = {"bare": [sys.executable, "-c", BARE_LOOP, str(source)], "run": run, "run --detect": run + ["--detect"]}
         for _ in range(args.rounds):
-            bare.append(timed([sys.executable, "-c", BARE_LOOP, str(source)]))
-            run.append(timed([sys.executable, "-m", "streams.cli", "run", "--source", str(source),
-                              "--clock", "event", "--metrics-out", out]))
-    b, r = statistics.median(bare), statistics.median(run)
-    print(f"| date | machine | events | bare loop (s) | engagewatch run (s) | ratio | events/s |")
-    print(f"|---|---|---|---|---|---|---|")
-    print(f"| {datetime.now(timezone.utc):%Y-%m-%d} | {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()} | {lines:,} | {b:.2f} | {r:.2f} | {r / b:.2f}× | {lines / r:,.0f} |")
-    print(f"rounds: bare {', '.join(f'{x:.2f}' for x in bare)}; run {', '.join(f'{x:.2f}' for x in run)}",
+            for side, times in sides.items():
+                times.append(timed(commands[side]))
+    b = statistics.median(sides["bare"])
+    print(f"| date | machine | events | command | bare loop (s) | engagewatch (s) | ratio | events/s |")
+    print(f"|---|---|---|---|---|---|---|---|")
+    for side, times in sides.items():
+        if side != "bare":
+            r = statistics.median(times)
+            print(f"| {datetime.now(timezone.utc):%Y-%m-%d} | {platform.machine()}, {os.cpu_count()} cores, "
+                  f"Python {platform.python_version()} | {lines:,} | `{side}` | {b:.2f} | {r:.2f} | {r / b:.2f}× "
+                  f"| {lines / r:,.0f} |")
+    print("rounds: " + "; ".join(f"{side} {', '.join(f'{x:.2f}' for x in times)}" for side, times in sides.items()),
           file=sys.stderr)
     return 0
 
