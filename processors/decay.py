@@ -26,8 +26,8 @@ Per stream:
   of the audience, while the active followers (window `hollow_window`) rose by no more than noise plus
   `hollow_engaged_share` × (baseline ratio × excess followers): followers that do not engage.
 * **Onboarding collapse** (`OnboardingCollapse`): the cohort's activation (activated / new followers) falls to
-  (1 − `onboarding_drop`) × its learned level with a binomial z ≥ `onboarding_z`; inhibited for one cohort window
-  after hollow growth, whose bought followers never activate.
+  (1 − `onboarding_drop`) × its learned level with a binomial z ≥ `onboarding_z`; inhibited, and not learning, for
+  one cohort window after hollow growth, whose bought followers never activate.
 """
 
 from __future__ import annotations
@@ -499,7 +499,9 @@ class _Stream:
                         base.observe_hour(self.hour, ratio, exposure)
             if not self.hollow_dirty:
                 self.fol_base.observe_hour(self.hour, fol, exposure)
-            if self.onboarding.state == OK and not self.hollow_dirty and self.cohort[0] > 0:
+            # Bought followers never activate: a cohort diluted by them must not lower the learned level.
+            inhibited = self.hollow_dirty or self._onboarding_inhibited((self.hour + 1) * HOUR_MS)
+            if self.onboarding.state == OK and not inhibited and self.cohort[0] > 0:
                 p = self.cohort[1] / self.cohort[0]
                 if self.activation is None:
                     self.activation = p
@@ -593,9 +595,7 @@ class _Stream:
     def _evaluate_onboarding(self, cfg: DecayConfig, T: int) -> list[AlertEvent]:
         n, a = self.cohort
         p0 = self.activation
-        inhibited = self.hollow.state != OK or (
-            self.hollow_ended is not None and T - self.hollow_ended < cfg.cohort_ms
-        )
+        inhibited = self._onboarding_inhibited(T)
         desired = OK
         if not inhibited and p0 is not None and 0 < p0 < 1 and self.activation_hours >= cfg.warmup_h and n > 0:
             p = a / n
@@ -607,6 +607,10 @@ class _Stream:
                 desired = WARNING
         change = self.onboarding.step(T, desired, cfg, immediate=inhibited)
         return self._emit(T, self.onboarding, change, ONBOARDING, None, cfg)
+
+    def _onboarding_inhibited(self, T: int) -> bool:
+        """During hollow growth and for a cohort window after it, the cohort holds followers that never activate."""
+        return self.hollow.state != OK or (self.hollow_ended is not None and T - self.hollow_ended < self.cfg.cohort_ms)
 
     # -- alerts -----------------------------------------------------------------------------------------
 

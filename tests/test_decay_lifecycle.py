@@ -304,6 +304,16 @@ class TestOnboardingCollapse:
         alerts = s.run(1, follows=10, audience=5_600) + s.run(6, follows=10, cohort=(800, 100))
         assert fired(alerts, HOLLOW) and not fired(alerts, ONBOARDING)
 
+    def test_bought_followers_do_not_lower_the_learned_activation(self):
+        """A week of a cohort diluted by bought followers is not learned: once they have left it, a genuine
+        collapse to 30 % is still a collapse against the 50 % learned before."""
+        s = warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
+                        new_followers_activated=100), follows=10)
+        s.run(1, follows=10, audience=5_600, cohort=(800, 100))
+        s.run(7 * 24, follows=10)
+        s.run(24, follows=10, cohort=(200, 100))
+        assert fired(s.run(1, follows=10, cohort=(200, 60)), ONBOARDING)
+
 
 class TestLearningDuringDecay:
     def test_a_slow_decay_on_a_small_stream_is_not_absorbed_by_the_baseline(self):
