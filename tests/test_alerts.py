@@ -31,6 +31,22 @@ FIRING = AlertEvent(
 )
 
 
+class TestAlertEvent:
+    RESOLVED = AlertEvent(status="resolved", labels=(("alertname", DECAY), ("severity", "warning")),
+                          annotations=(("summary", "s"),), starts_at_ms=1_764_000_000_000, ends_at_ms=1_764_000_360_123)
+
+    def test_webhook_shape_with_rfc3339_milliseconds(self):
+        assert self.RESOLVED.to_dict() == {
+            "status": "resolved", "labels": {"alertname": DECAY, "severity": "warning"}, "annotations": {"summary": "s"},
+            "startsAt": "2025-11-24T16:00:00.000Z", "endsAt": "2025-11-24T16:06:00.123Z",
+        }
+
+    def test_a_firing_alert_has_no_end_and_alertmanager_gets_no_status(self):
+        firing = AlertEvent(status="firing", labels=self.RESOLVED.labels, annotations=(), starts_at_ms=0, ends_at_ms=None)
+        assert firing.to_alertmanager() == {"labels": dict(firing.labels), "annotations": {},
+                                            "startsAt": "1970-01-01T00:00:00.000Z"}
+
+
 class TestFileAlertSink:
     def test_one_alert_per_line(self, tmp_path):
         """Each alert is one JSON line with status, labels and RFC 3339 startsAt."""

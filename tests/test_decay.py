@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from processors.alert_event import AlertEvent
 from processors.decay import CRITICAL, DECAY, DEFAULT_RULES, HOLLOW, SILENT, DecayConfig, DecayMonitor, _Cusum
-from processors.seasonal_baseline import HOUR_MS, SeasonalBaseline, day_of_week
+from processors.seasonal_baseline import HOUR_MS, BaselineConfig, SeasonalBaseline, day_of_week
 from streams.backtest_scenarios import DAY_MS, EPOCH_MS, Scenario, simulate
 
 TICK = 300_000
@@ -56,6 +57,26 @@ class TestSeasonalBaseline:
         b.observe_hour(h0 + 7 * 24, 500)
         assert b.rate(h0 + 7 * 24) < before * 1.10
 
+    def test_an_hour_far_below_is_clipped_too(self):
+        """Once warm, an hour is learned within ± 3 sigma of what was expected: a dead hour as much as a viral one."""
+        b = SeasonalBaseline()
+        h0 = EPOCH_MS // HOUR_MS
+        for h in range(h0, h0 + 7 * 24):
+            b.observe_hour(h, 50)
+        for h, total, side in ((h0 + 7 * 24, 0, -1), (h0 + 7 * 24 + 1, 500, 1)):
+            mean = b.rate(h)
+            assert b.observe_hour(h, total) == pytest.approx(mean + side * 3 * b.sigma(mean))
+
+    def test_a_young_baseline_refits_every_hour_whatever_its_refit_period(self):
+        b = SeasonalBaseline(BaselineConfig(refit_every_h=24.0))
+        b.observe_hour(EPOCH_MS // HOUR_MS, 12)
+        assert b.level() > 0
+
+    def test_days_of_the_week_start_on_monday_utc(self):
+        monday = datetime(2026, 11, 23, tzinfo=timezone.utc)
+        hours = [int((monday + timedelta(hours=h)).timestamp()) // 3600 for h in (0, 23, 24, 6 * 24 + 23, 7 * 24)]
+        assert [day_of_week(h) for h in hours] == [0, 0, 1, 6, 0]
+
     def test_expected_integrates_partial_hours(self):
         """Expected over 90 minutes of a flat 10/h baseline is 15."""
         b = SeasonalBaseline()
@@ -93,6 +114,32 @@ class TestDefaultRules:
     def test_the_tolerance_fades_on_small_streams(self, window):
         """On a 3/h stream, where Poisson noise dwarfs a misfit, the tolerance costs under 5 % of the evidence."""
         assert evidence(window, 3, 0.30, 48) >= 0.95 * evidence(window, 3, 0.30, 48, tolerant=False) > 0
+
+
+class TestCusum:
+    def test_a_reset_starts_a_new_run(self):
+        """The drop is estimated over the run since the last reset only."""
+        c = _Cusum((0.3,), cap=11.0)
+        c.update(0, 10.0, 1.0)
+        c.reset()
+        assert c.statistic() == (0.0, None)
+        c.update(5, 10.0, 1.0)
+        assert c.statistic()[1] == pytest.approx(0.5)
+
+    def test_the_leading_design_estimates_the_drop(self):
+        """The 60 % design restarted its run when the 30 % one did not; it leads, so its run gives the drop."""
+        c = _Cusum((0.3, 0.6), cap=11.0)
+        c.update(5, 10.0, 1.0)
+        c.update(9, 10.0, 1.0)  # the 0.6 design falls below zero and restarts; the 0.3 design carries on
+        c.update(0, 10.0, 1.0)
+        assert c.s[1] > c.s[0]
+        assert c.statistic() == (pytest.approx(6.0), pytest.approx(1.0))
+
+    def test_evidence_is_capped(self):
+        c = _Cusum((0.3,), cap=11.0)
+        for _ in range(10):
+            c.update(0, 10.0, 1.0)
+        assert c.statistic()[0] == 11.0
 
 
 class TestDecayMonitor:

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from processors.decay import (
-    CRITICAL, DECAY, HOLLOW, OK, ONBOARDING, SILENT, WARNING, DecayConfig, _Transition,
+    CRITICAL, DECAY, HOLLOW, OK, ONBOARDING, SILENT, WARNING, DecayConfig, DecayMonitor, _Transition,
 )
 from decay_streams import TICK, ExactStream, Snap
 
@@ -124,6 +124,13 @@ class TestDecayLifecycle:
         assert fired(alerts) == [(crossed + 15 * MIN, "critical", "1h")]
         assert s.window("1h").drop == pytest.approx(0.6)
 
+    def test_a_large_drop_is_caught_by_the_large_design(self):
+        """60 % below: the 60 % design crosses 7 nats in 35 minutes (the 30 % one would take 50)."""
+        s = warmed()
+        start = s.T
+        (T, _, _), = [f for f in fired(s.run(2, engagements=24)) if f[2] == "1h"]
+        assert T == start + 35 * MIN + 15 * MIN
+
     @pytest.mark.parametrize("rate, severity", [(38, "warning"), (35, "critical")])
     def test_severity_follows_the_estimated_drop(self, rate, severity):
         """Critical from a 40 % drop: 38/h of 60 is 37 % below, 35/h is 42 % below."""
@@ -158,6 +165,16 @@ class TestDecayLifecycle:
         (t_warn, *warning), (t_esc, *resolution), (t_crit, *critical) = one_hour
         assert (warning, resolution, critical) == (["firing", "warning"], ["resolved", "warning"], ["firing", "critical"])
         assert t_warn < t_esc == t_crit
+        critical = next(a for T, a in alerts if a.status == "firing" and a.severity == "critical")
+        assert critical.starts_at_ms == t_crit
+
+    def test_a_monitor_restored_mid_alert_carries_on_as_if_uninterrupted(self):
+        s, twin = warmed(), warmed()
+        s.run(2, engagements=24)
+        twin.run(2, engagements=24)
+        twin.monitor = DecayMonitor.from_bytes(CFG, twin.monitor.to_bytes())
+        assert twin.run(12) == s.run(12)
+        assert twin.monitor.state() == s.monitor.state()
 
     def test_alerts_total_counts_firings_by_name_and_severity(self):
         """Every firing counts, an escalation's and a de-escalation's too; resolutions do not."""
@@ -182,6 +199,24 @@ class TestGuards:
         s.run(hours, **rates)
         assert s.health.monitored is monitored
 
+    def test_evidence_is_dropped_when_a_stream_falls_below_the_guards(self):
+        s = warmed()
+        s.run(1, engagements=40)
+        assert 0 < s.window("1h").evidence < 7
+        s.run(1 / 12, engagements=40, audience=99)
+        assert [w.evidence for w in s.health.windows] == [0.0, 0.0, 0.0]
+
+    def test_campaign_hours_are_not_learned_hours(self):
+        """A stream in campaigns 19 h a day has observed its week of warm-up after 8 days, but learned under 48
+        organic hours: not monitored until it has."""
+        s = ExactStream()
+        for _ in range(8):
+            s.run(19, campaigns={"launch": (5, 20, 20)})
+            s.run(5, campaigns={})
+        assert not s.health.monitored
+        s.run(12, campaigns={})
+        assert s.health.monitored
+
     def test_an_unmonitored_stream_banks_no_evidence(self):
         s = warmed(Snap(audience_followers=99))
         s.run(6, engagements=12)
@@ -190,7 +225,7 @@ class TestGuards:
 
 class TestSilence:
     @pytest.mark.parametrize("engagements, others, silent_after", [
-        (60, 20, 15 * MIN),  # 15 events expected after 11 min: the 15-minute minimum decides
+        (150, 50, 15 * MIN),  # 15 events expected after 4.5 min: the 15-minute minimum decides
         (15, 5, 45 * MIN),  # 20 events an hour: 15 expected after 45 min
     ])
     def test_silence_needs_15_expected_events_and_15_minutes(self, engagements, others, silent_after):
@@ -215,6 +250,7 @@ class TestSilence:
         alerts += s.run(1 / 12)
         (start, _, _), = fired(alerts, SILENT)
         assert resolved(alerts, SILENT) == [(s.T, start, s.T)]
+        assert [w.evidence for w in s.health.windows] == [0.0, 0.0, 0.0]  # the 15 min held back were discarded
         assert fired(alerts) == [] and not s.health.silent
 
     def test_a_gap_too_short_for_silence_counts_as_zeros(self):
@@ -240,8 +276,9 @@ class TestHollowGrowth:
     @pytest.mark.parametrize("audience, active, alerts", [
         (5_600, (50, 1_500, 2_500), 1),  # 600 more than 10 follows an hour explain, none engaging
         (5_600, (50, 1_560, 2_500), 1),  # a few engage (within 3 sqrt noise + 25 % of the baseline share)
+        (5_600, (50, 1_640, 2_500), 1),  # 140 more: within noise (116) + 25 % x 0.3 x 540 excess
         (5_600, (50, 1_700, 2_500), 0),  # they engage like the audience does
-        (5_090, (50, 1_500, 2_500), 0),  # below 3 x expected + noise
+        (5_170, (50, 1_500, 2_500), 0),  # below 3 x the 60 expected + noise (203), though 2 % of the audience
     ])
     def test_growth_that_does_not_engage_is_hollow(self, audience, active, alerts):
         s = hollow_stream()
@@ -261,6 +298,17 @@ class TestHollowGrowth:
         assert t_fire == start + TICK + 15 * MIN
         assert resolved(alerts, HOLLOW) == [(start + TICK + 6 * HOUR + 30 * MIN, t_fire, start + TICK + 6 * HOUR + 30 * MIN)]
 
+    def test_it_holds_until_growth_falls_below_the_exit_thresholds(self):
+        """Firing, 150 over the 60 expected is still hollow (exit: 1.5 x expected + noise, 1 % of the audience);
+        it would not have fired on it."""
+        s = hollow_stream()
+        s.run(1, follows=10, audience=5_600)
+        assert s.health.hollow_growth
+        s.run(2, follows=10, audience=5_150)
+        assert s.health.hollow_growth
+        s.run(1, follows=10, audience=5_050)
+        assert not s.health.hollow_growth
+
     def test_a_silent_stream_is_not_judged(self):
         s = hollow_stream()
         s.silence(1)
@@ -279,6 +327,7 @@ class TestOnboardingCollapse:
         ((200, 70), 0),  # 35 %: above 32.5 %
         ((20, 0), 0),  # fewer than 30 new followers
         ((30, 3), 1),  # 10 % of 30: z = 4.4
+        ((30, 9), 0),  # 30 % of 30: z = 2.2
     ])
     def test_collapse_needs_a_large_significant_drop(self, cohort, alerts):
         s = onboarding_stream()
@@ -304,6 +353,29 @@ class TestOnboardingCollapse:
         alerts = s.run(1, follows=10, audience=5_600) + s.run(6, follows=10, cohort=(800, 100))
         assert fired(alerts, HOLLOW) and not fired(alerts, ONBOARDING)
 
+    def test_a_young_stream_has_no_learned_level_to_fall_from(self):
+        s = ExactStream(snap=Snap(new_followers=200, new_followers_activated=100))
+        s.run(3 * 24)
+        assert fired(s.run(2, cohort=(200, 20)), ONBOARDING) == []
+
+    def test_hollow_growth_resolves_a_collapse_at_once(self):
+        s = warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
+                        new_followers_activated=100), follows=10)
+        s.run(1, follows=10, cohort=(200, 60))
+        assert s.health.onboarding_collapse
+        alerts = s.run(1, follows=10, audience=5_600)
+        (t_hollow, _, _), = fired(alerts, HOLLOW)
+        assert [T for T, _, _ in resolved(alerts, ONBOARDING)] == [t_hollow]
+
+    def test_the_inhibition_lasts_a_cohort_window_from_the_end_of_hollow_growth(self):
+        s = warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
+                        new_followers_activated=100), follows=10)
+        alerts = s.run(8, follows=10, audience=5_600)
+        (t_end, _, _), = resolved(alerts, HOLLOW)
+        s.run((t_end + 7 * 24 * HOUR - s.T) / HOUR - 1, follows=10)
+        assert fired(s.run(1, follows=10, cohort=(200, 60)), ONBOARDING) == []
+        assert fired(s.run(1, follows=10), ONBOARDING)
+
     def test_bought_followers_do_not_lower_the_learned_activation(self):
         """A week of a cohort diluted by bought followers is not learned: once they have left it, a genuine
         collapse to 30 % is still a collapse against the 50 % learned before."""
@@ -315,6 +387,25 @@ class TestOnboardingCollapse:
         assert fired(s.run(1, follows=10, cohort=(200, 60)), ONBOARDING)
 
 
+class TestCampaignLift:
+    CAMPAIGN = {"launch": (5, 20, 20)}
+
+    def test_a_lifted_campaign_is_no_decay_and_its_end_neither(self):
+        s = warmed()
+        assert fired(s.run(12, engagements=90, campaigns=self.CAMPAIGN) + s.run(12, campaigns={})) == []
+
+    def test_a_campaign_is_tested_against_its_own_lift(self):
+        """Lifted 1.5x, then back to the organic rate while the campaign runs: a third below what it promised."""
+        s = warmed()
+        alerts = s.run(4, engagements=90, campaigns=self.CAMPAIGN) + s.run(8, engagements=60, campaigns=self.CAMPAIGN)
+        assert {(sev, w) for _, sev, w in fired(alerts)} == {("warning", "1h"), ("warning", "24h")}
+
+    def test_a_campaign_never_lowers_the_expected_rate(self):
+        """Half the organic rate during a campaign is a decay: the lift is floored at 1."""
+        s = warmed()
+        assert fired(s.run(12, engagements=30, campaigns=self.CAMPAIGN))
+
+
 class TestLearningDuringDecay:
     def test_a_slow_decay_on_a_small_stream_is_not_absorbed_by_the_baseline(self):
         """Hours on the way to the threshold are not learned: 5 engagements an hour dropping by 30 % page in
@@ -323,6 +414,14 @@ class TestLearningDuringDecay:
         start = s.T
         alerts = s.run(72, engagements=3.5, others=1)
         assert fired(alerts) and fired(alerts)[0][0] - start < 55 * HOUR
+
+    def test_alarmed_hours_are_learned_only_after_a_week(self):
+        s = warmed()
+        usual = s.health.expected_rate
+        s.run(7 * 24 - 1, engagements=35)
+        assert s.health.expected_rate == pytest.approx(usual, rel=1e-12)
+        s.run(24, engagements=35)
+        assert s.health.expected_rate < 0.99 * usual
 
     def test_a_decay_alarmed_for_a_week_becomes_the_new_normal(self):
         s = warmed()
