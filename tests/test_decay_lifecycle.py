@@ -269,7 +269,9 @@ class TestSilence:
 
 
 def hollow_stream(follows: float = 10.0) -> ExactStream:
-    return warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500)), follows=follows)
+    """10 follows an hour, 30 % of the audience active over 24 h, new followers activating at 50 %."""
+    return warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
+                       new_followers_activated=100), follows=follows)
 
 
 class TestHollowGrowth:
@@ -348,8 +350,7 @@ class TestOnboardingCollapse:
 
     def test_hollow_growth_inhibits_it(self):
         """Bought followers never activate: their collapse is hollow growth's, not onboarding's."""
-        s = warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
-                        new_followers_activated=100), follows=10)
+        s = hollow_stream()
         alerts = s.run(1, follows=10, audience=5_600) + s.run(6, follows=10, cohort=(800, 100))
         assert fired(alerts, HOLLOW) and not fired(alerts, ONBOARDING)
 
@@ -359,8 +360,7 @@ class TestOnboardingCollapse:
         assert fired(s.run(2, cohort=(200, 20)), ONBOARDING) == []
 
     def test_hollow_growth_resolves_a_collapse_at_once(self):
-        s = warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
-                        new_followers_activated=100), follows=10)
+        s = hollow_stream()
         s.run(1, follows=10, cohort=(200, 60))
         assert s.health.onboarding_collapse
         alerts = s.run(1, follows=10, audience=5_600)
@@ -368,8 +368,7 @@ class TestOnboardingCollapse:
         assert [T for T, _, _ in resolved(alerts, ONBOARDING)] == [t_hollow]
 
     def test_the_inhibition_lasts_a_cohort_window_from_the_end_of_hollow_growth(self):
-        s = warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
-                        new_followers_activated=100), follows=10)
+        s = hollow_stream()
         alerts = s.run(8, follows=10, audience=5_600)
         (t_end, _, _), = resolved(alerts, HOLLOW)
         s.run((t_end + 7 * 24 * HOUR - s.T) / HOUR - 1, follows=10)
@@ -379,8 +378,7 @@ class TestOnboardingCollapse:
     def test_bought_followers_do_not_lower_the_learned_activation(self):
         """A week of a cohort diluted by bought followers is not learned: once they have left it, a genuine
         collapse to 30 % is still a collapse against the 50 % learned before."""
-        s = warmed(Snap(audience_followers=5_000, active_followers=(50, 1_500, 2_500), new_followers=200,
-                        new_followers_activated=100), follows=10)
+        s = hollow_stream()
         s.run(1, follows=10, audience=5_600, cohort=(800, 100))
         s.run(7 * 24, follows=10)
         s.run(24, follows=10, cohort=(200, 100))
