@@ -69,7 +69,8 @@ def main() -> int:
         out = os.path.join(tmp, "out.prom")
         run = [sys.executable, "-m", "streams.cli", "run", "--source", str(source), "--clock", "event",
                "--metrics-out", out]
-        commands = {"bare": [sys.executable, "-c", BARE_LOOP, str(source)], "run": run, "run --detect": run + ["--detect"]}
+        bare = [sys.executable, "-c", BARE_LOOP, str(source)]
+        commands = {"bare": bare, "run": run, "run --detect": run + ["--detect"]}
         for _ in range(args.rounds):
             for side, times in sides.items():
                 times.append(timed(commands[side]))

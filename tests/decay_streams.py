@@ -59,7 +59,8 @@ class ExactStream:
             s.campaign_engaged_actors = campaigns
         alerts = []
         for _ in range(round(hours * TICKS_PER_HOUR)):
-            fe, other, fol = (self._take(i, rate / TICKS_PER_HOUR) for i, rate in enumerate((engagements, others, follows)))
+            fe, other, fol = (self._take(i, rate / TICKS_PER_HOUR)
+                              for i, rate in enumerate((engagements, others, follows)))
             s.follower_engaging_events += fe
             s.engaging_events += fe + other
             s.follows += fol

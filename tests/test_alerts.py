@@ -37,12 +37,14 @@ class TestAlertEvent:
 
     def test_webhook_shape_with_rfc3339_milliseconds(self):
         assert self.RESOLVED.to_dict() == {
-            "status": "resolved", "labels": {"alertname": DECAY, "severity": "warning"}, "annotations": {"summary": "s"},
+            "status": "resolved", "labels": {"alertname": DECAY, "severity": "warning"},
+            "annotations": {"summary": "s"},
             "startsAt": "2025-11-24T16:00:00.000Z", "endsAt": "2025-11-24T16:06:00.123Z",
         }
 
     def test_a_firing_alert_has_no_end_and_alertmanager_gets_no_status(self):
-        firing = AlertEvent(status="firing", labels=self.RESOLVED.labels, annotations=(), starts_at_ms=0, ends_at_ms=None)
+        firing = AlertEvent(status="firing", labels=self.RESOLVED.labels, annotations=(), starts_at_ms=0,
+                            ends_at_ms=None)
         assert firing.to_alertmanager() == {"labels": dict(firing.labels), "annotations": {},
                                             "startsAt": "1970-01-01T00:00:00.000Z"}
 
