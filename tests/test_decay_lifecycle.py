@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
+from decay_streams import TICK, TICKS_PER_HOUR, ExactStream, Snap
 from processors.decay import (
     CRITICAL, DECAY, HOLLOW, OK, ONBOARDING, SILENT, WARNING, DecayConfig, DecayMonitor, _Transition,
 )
-from decay_streams import TICK, ExactStream, Snap
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -36,8 +36,8 @@ def warmed(snap: Snap | None = None, **rates) -> ExactStream:
 def run_watching(s: ExactStream, hours: float, window: str, **rates) -> tuple[list, list[tuple[int, float, int]]]:
     """Alerts, and (T, evidence, state) of one window at every tick."""
     alerts, seen = [], []
-    for _ in range(round(hours * 12)):
-        alerts += s.run(1 / 12, **rates)
+    for _ in range(round(hours * TICKS_PER_HOUR)):
+        alerts += s.run(1 / TICKS_PER_HOUR, **rates)
         w = s.window(window)
         seen.append((s.T, w.evidence, w.state))
     return alerts, seen
