@@ -118,18 +118,14 @@ class TestDecayLifecycle:
         assert fired(alerts) == [(crossed + 15 * MIN, "warning", "1h")]
 
     def test_a_drop_beyond_the_critical_drop_enters_critical_directly(self):
-        s = warmed()
-        alerts, seen = run_watching(s, 1.5, "1h", engagements=24)
-        crossed = next(T for T, ev, _ in seen if ev >= 7.0)
-        assert fired(alerts) == [(crossed + 15 * MIN, "critical", "1h")]
-        assert s.window("1h").drop == pytest.approx(0.6)
-
-    def test_a_large_drop_is_caught_by_the_large_design(self):
         """60 % below: the 60 % design crosses 7 nats in 35 minutes (the 30 % one would take 50)."""
         s = warmed()
-        start = s.T
-        (T, _, _), = [f for f in fired(s.run(2, engagements=24)) if f[2] == "1h"]
-        assert T == start + 35 * MIN + 15 * MIN
+        onset = s.T
+        alerts, seen = run_watching(s, 1.5, "1h", engagements=24)
+        crossed = next(T for T, ev, _ in seen if ev >= 7.0)
+        assert crossed == onset + 35 * MIN
+        assert fired(alerts) == [(crossed + 15 * MIN, "critical", "1h")]
+        assert s.window("1h").drop == pytest.approx(0.6)
 
     @pytest.mark.parametrize("rate, severity", [(38, "warning"), (35, "critical")])
     def test_severity_follows_the_estimated_drop(self, rate, severity):
@@ -166,8 +162,8 @@ class TestDecayLifecycle:
         assert warning == ["firing", "warning"]
         assert resolution == ["resolved", "warning"] and critical == ["firing", "critical"]
         assert t_warn < t_esc == t_crit
-        critical = next(a for T, a in alerts if a.status == "firing" and a.severity == "critical")
-        assert critical.starts_at_ms == t_crit
+        escalated = next(a for T, a in alerts if T == t_crit and a.status == "firing" and a.label("window") == "1h")
+        assert escalated.starts_at_ms == t_crit  # the critical alert starts now, not when the warning did
 
     def test_a_monitor_restored_mid_alert_carries_on_as_if_uninterrupted(self):
         s, twin = warmed(), warmed()
@@ -428,4 +424,4 @@ class TestLearningDuringDecay:
         alerts = s.run(7 * 24, engagements=35)
         assert fired(alerts) and not resolved(alerts)
         alerts = s.run(14 * 24, engagements=35)
-        assert [w for T, a in alerts if a.status == "resolved" and (w := a.label("window")) == "1h"]
+        assert "1h" in {a.label("window") for _, a in alerts if a.status == "resolved"}
