@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from operator import itemgetter
 from typing import NamedTuple
 
 import orjson
@@ -20,8 +19,8 @@ from processors.config import EngineConfig
 from processors.snapshot import Snapshot, StreamSnapshot
 from processors.stream import Stream
 from processors.wire import (
-    AUDIENCE, BEFORE_ALL, FOLLOW, FRACTION_MS, INT64_MAX, INT64_MIN, MAX_RECORD_BYTES, MINUTE_SECOND_MS, TYPE_CODE,
-    TYPES, UNFOLLOW, VIEW, Validator, decode_beyond_double, tail_ms,
+    AUDIENCE, BEFORE_ALL, FOLLOW, FRACTION_MS, INT64_MAX, MAX_RECORD_BYTES, MINUTE_SECOND_MS, TYPE_CODE,
+    TYPES, UNFOLLOW, VIEW, Validator, decode_beyond_double, decode_record, tail_ms,
 )
 
 OUTCOMES = ("applied", "duplicate", "late", "invalid")
@@ -76,9 +75,10 @@ class Engine:
         ts reaches, before the record that reaches it is applied: detectors see the state at each tick of
         event time however the input was batched.
 
-        The fast path handles a record whose account, platform, campaign and timestamp halves were all seen
-        valid before, with plain look-ups; anything else (a first sighting, an audience snapshot, an invalid
-        record) takes the thorough path through `Validator.check`, which also fills those memos.
+        The fast path handles a record that decodes into a `Record` and whose account, platform, campaign and
+        timestamp halves were all seen valid before, with plain look-ups; anything else (a first sighting, an
+        audience snapshot, an invalid record) takes the thorough path through `Validator.check`, which also fills
+        those memos.
         """
         cfg = self.config
         grace, horizon = cfg.grace_ms, cfg.dedup_horizon_ms
@@ -89,7 +89,7 @@ class Engine:
         validator = self._validator
         hours, campaigns, platforms = validator.hours, validator.campaigns, validator.platforms
         accounts, unsettled = self.accounts, self._unsettled
-        loads, decode_error, core = orjson.loads, orjson.JSONDecodeError, _CORE_FIELDS
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
         dead: list[DeadLetter] = []
         applied = duplicates = late = 0
         hour_prefix, hour_ms = "\0", 0  # the last valid `YYYY-MM-DDTHH:` seen, and its epoch ms
@@ -103,16 +103,11 @@ class Engine:
                 dead.append(DeadLetter("too_large", f"{len(raw)} bytes > {MAX_RECORD_BYTES}", raw, index))
                 continue
             try:
-                rec = loads(raw)
-            except decode_error as e:
-                rec = decode_beyond_double(raw)
-                if rec is None:
-                    if raw.strip():  # a blank line holds no record
-                        dead.append(_undecodable(raw, index, e))
-                    continue
-            try:
-                type_name, account, platform, ident, ts, actor = core(rec)
-                code = _FAST_TYPE_CODE[type_name]
+                if not raw.isascii():
+                    raw.decode("utf-8")
+                r = decode_record(raw)
+                code = _FAST_TYPE_CODE[r.type]
+                account, platform, ts, actor, campaign = r.account, r.platform, r.ts, r.actor, r.campaign
                 gate = accounts[account]
                 stream = gate.streams.get(platform)
                 # No stream yet, or none to be had past the stream budget: still fast once the name is known valid.
@@ -129,22 +124,18 @@ class Engine:
                         if tail is None:
                             raise _SlowPath
                     ts = hour_ms + MINUTE_SECOND_MS[ts[14:19]] + tail
-                elif type(ts) is not int or not INT64_MIN <= ts <= INT64_MAX:
+                if actor is None or campaign is not None and campaign not in campaigns:
                     raise _SlowPath
-                if (type(ident) is not str or not 0 < len(ident) <= 128
-                        or type(actor) is not str or not 0 < len(actor) <= 128):
-                    raise _SlowPath
-                if len(rec) > 6:
-                    get = rec.get
-                    follower, reach, campaign = get("follower"), get("actor_followers"), get("campaign")
-                    if ((follower is not None and type(follower) is not bool)
-                            or (reach is not None and (type(reach) is not int or not 0 <= reach <= INT64_MAX))
-                            or (campaign is not None and campaign not in campaigns)
-                            or get("followers") is not None):
-                        raise _SlowPath
-                else:
-                    follower = reach = campaign = None
+                ident, follower, reach = r.id, r.follower, r.actor_followers
             except Exception:
+                try:
+                    rec = loads(raw)
+                except decode_error as e:
+                    rec = decode_beyond_double(raw)
+                    if rec is None:
+                        if raw.strip():  # a blank line holds no record
+                            dead.append(_undecodable(raw, index, e))
+                        continue
                 if type(rec) is not dict:
                     dead.append(DeadLetter("not_object", "the record is not a JSON object", raw, index))
                     continue
@@ -391,7 +382,6 @@ class Engine:
 _NEVER = 1 << 64
 # Audience snapshots are rare and need `followers` checked: they take the thorough path.
 _FAST_TYPE_CODE = {name: code for name, code in TYPE_CODE.items() if code != AUDIENCE}
-_CORE_FIELDS = itemgetter("type", "account", "platform", "id", "ts", "actor")
 
 
 class _SlowPath(Exception):
