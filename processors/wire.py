@@ -64,9 +64,9 @@ class Record(msgspec.Struct, gc=False):
     """A record as the engine's fast path decodes it: every field's JSON type and bounds checked by msgspec, in C.
 
     What is checked here is a subset of the format's rules, and never wider: a record that decodes into this is
-    valid once its names (`type`, `platform`, `account`, `campaign`), its `ts` string and the presence of `actor`
-    are vouched for, which the engine does with look-ups. Anything that fails to decode is validated the thorough
-    way, which names the problem. Absent and `null` both decode to None.
+    valid once its names (`platform`, `account`, `campaign`), its `ts` string and the presence of `actor` are
+    vouched for, which the engine does with look-ups. Anything that fails to decode is validated the thorough way,
+    which names the problem. Absent and `null` both decode to None.
     """
 
     # In the format's order: msgspec decodes fastest when the keys come in the order of the fields.
