@@ -6,8 +6,9 @@ Both sides run as whole processes (start-up included) on the same simulated file
 only reads the lines and calls `orjson.loads` on each; the pipeline decodes, validates, applies and writes
 the final exposition. Rounds alternate the two so that a busy machine slows both alike; the figures are the
 medians. Each side's CPU time (user + system, from the kernel's accounting of the child) is reported beside
-the wall clock: on a shared machine it moves less with other jobs' load. With `--detect`, each round also times `run --detect` (the decay detectors fed every 5 minutes of event
-time, as a replay of history is). Prints a Markdown table for docs/benchmarks.md.
+the wall clock: it leaves out time spent waiting for a core, though not a core slowed by its neighbours. With
+`--detect`, each round also times `run --detect` (the decay detectors fed every 5 minutes of event time, as a
+replay of history is). Prints a Markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations

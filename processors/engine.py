@@ -382,7 +382,7 @@ class Engine:
 
 
 _NEVER = 1 << 64
-# Audience snapshots are rare and need `followers` checked: they take the thorough path.
+# Audience snapshots are rare and must carry `followers`, which `Record` leaves optional: they take the thorough path.
 _FAST_TYPE_CODE = {name: code for name, code in TYPE_CODE.items() if code != AUDIENCE}
 
 

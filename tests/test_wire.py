@@ -91,7 +91,8 @@ INVALID = [
     # The fast path's decoder skips unknown fields without reading their UTF-8: the engine must check it.
     pytest.param(record()[:-1] + b',"note":"\xff"}', "not_utf8", id="invalid UTF-8 in an unknown field"),
     pytest.param(record()[:-1] + b',"\xff":1}', "not_utf8", id="invalid UTF-8 in an unknown key"),
-    pytest.param(record()[:-1] + b',"note":"\xed\xa0\x80"}', "not_utf8", id="UTF-8-encoded surrogate in an unknown field"),
+    pytest.param(record()[:-1] + b',"note":"\xed\xa0\x80"}', "not_utf8",
+                 id="UTF-8-encoded surrogate in an unknown field"),
     pytest.param(record()[:-1] + b',"n":' + b"[" * 1024 + b"]" * 1024 + b"}", "bad_json",
                  id="unknown field nested beyond 1024 levels"),
     pytest.param(b'[{"id": "e1"}]', "not_object", id="array"),
