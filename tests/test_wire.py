@@ -153,6 +153,7 @@ INVALID = [
     pytest.param(record(ts=(1 << 64) - 1), "invalid_ts", id="ts 2^64-1"),
     pytest.param(record()[:-1] + b',"ts":18446744073709551616}', "invalid_ts", id="ts 2^64 (a float for orjson)"),
     pytest.param(record()[:-1] + b',"ts":-9223372036854775809}', "invalid_ts", id="ts -2^63-1 (a float for orjson)"),
+    pytest.param(record()[:-1] + b',"ts":' + b"9" * 5000 + b"}", "invalid_ts", id="ts of 5000 digits"),
     # -- platform ^[a-z0-9][a-z0-9_-]{0,31}$
     pytest.param(record(platform=""), "invalid_platform", id="empty platform"),
     pytest.param(record(platform="X"), "invalid_platform", id="platform in upper case"),
@@ -185,6 +186,8 @@ INVALID = [
                  id="actor_followers 2^64 (a float for orjson)"),
     pytest.param(record()[:-1] + b',"actor_followers":-1e400}', "invalid_actor_followers",
                  id="actor_followers beyond a double"),
+    pytest.param(record()[:-1] + b',"actor_followers":-' + b"9" * 5000 + b"}", "invalid_actor_followers",
+                 id="actor_followers of minus 5000 digits"),
     # -- campaign ^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$
     pytest.param(record(campaign=""), "invalid_campaign", id="empty campaign"),
     pytest.param(record(campaign="bf\n"), "invalid_campaign", id="campaign with trailing newline"),
@@ -234,6 +237,8 @@ VALID = [
                  id="actor_followers repeated, the last valid"),
     # JSON sets no bound on numbers; orjson refuses those beyond a double, Python's parser does not.
     pytest.param(record()[:-1] + b',"n":1e400,"m":{"k":[-1E+999]}}', T0 + 30_000, id="unknown field beyond a double"),
+    pytest.param(record()[:-1] + b',"n":[' + b"9" * 5000 + b",-" + b"9" * 5000 + b"]}", T0 + 30_000,
+                 id="unknown field of 5000 digits"),
     pytest.param(record(actor_followers=0), T0 + 30_000, id="actor_followers 0"),
     pytest.param(record(actor_followers=INT64_MAX), T0 + 30_000, id="actor_followers 2^63-1"),
     pytest.param(record(follower=False), T0 + 30_000, id="follower false"),
