@@ -279,7 +279,7 @@ def decode_beyond_double(raw: bytes) -> object | None:
     valid, and its other fields count. Python's own parser reads the number as an infinity, which no field of the
     format accepts, so it only ever lands in an ignored field. What orjson rightly refuses this parser must refuse
     too: the literals NaN and Infinity, and strings that are not Unicode (a lone surrogate escape, which only
-    fails once encoded). Nor does JSON bound an integer's digits, where Python's `int()` stops at 4 300.
+    fails once encoded). Nor does JSON bound an integer's digits, where Python's `int()` stops (at 4 300 by default).
     """
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_not_json, parse_int=_integer)
@@ -290,14 +290,11 @@ def decode_beyond_double(raw: bytes) -> object | None:
 
 
 def _integer(digits: str) -> int:
-    """An integer literal's value; one too long for `int()` stands in as the first integer beyond the signed
-    64-bit range on its side, which no field of the format accepts either."""
-    if len(digits) <= _INT_DIGITS:
+    """An integer literal's value, or for one of more than 20 characters (beyond 64 bits, as JSON allows no leading
+    zeros) the first integer beyond the signed 64-bit range on its side: no field of the format tells them apart."""
+    if len(digits) <= 20:
         return int(digits)
     return INT64_MIN - 1 if digits[0] == "-" else INT64_MAX + 1
-
-
-_INT_DIGITS = 4_300  # Python's default limit on the digits `int()` converts
 
 
 def _not_json(name: str) -> object:
