@@ -1,7 +1,7 @@
 """How close to the bare loop an exact engine can get in Python: a ladder of loops, each doing a little more of
 what every record needs, against the engine's own `feed`, alternated in one process.
 
-    python benchmarks/floor.py [--file var/bench-1000000.jsonl] [--rounds 5]
+    python benchmarks/floor.py [--file var/bench-1000000.jsonl] [--rounds 7]
 
 Steps, each including the ones above it:
   bare       `orjson.loads` on each line (the throughput benchmark's baseline, without its start-up)
@@ -11,7 +11,7 @@ Steps, each including the ones above it:
   actor      one look-up of the actor's row on its stream, and one write of its ts into a column
   engine     `Engine.feed`: everything the contract asks (windows, follower status, cohorts, audience, campaigns)
 
-The ladder leaves out everything a real run also pays: start-up, reading the file and the final exposition. Its
+The ladder leaves out what a whole run pays besides: start-up, reading the file and the final exposition. Its
 `actor` step is a lower bound for any exact engine written as a per-record Python loop: each record must be
 decoded, timed, deduplicated and attributed to an actor. Prints a Markdown table for docs/benchmarks.md.
 """
@@ -35,7 +35,7 @@ from processors.engine import Engine
 from processors.wire import FRACTION_MS, MINUTE_SECOND_MS, Validator, decode_record
 from streams.runner import file_batches
 
-GENERATION = 5_000  # records of one account per id generation: about an hour of this file, the default horizon
+GENERATION = 1_500  # records of one account per id generation: about an hour of the benchmark file, the horizon
 
 
 def bare(batches: list[list[bytes]]) -> None:
