@@ -17,6 +17,7 @@ import msgspec
 
 MAX_RECORD_BYTES = 64 * 1024
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+MAX_NAME_CHARS = 128  # `id` and `actor`: 1 to this many characters
 BEFORE_ALL = -(1 << 64)  # earlier than any valid ts: "nothing yet" without a None check on the hot path
 
 ENGAGING_TYPES = ("like", "comment", "share", "reply", "mention", "save", "click")
@@ -56,7 +57,7 @@ class Rejection(tuple):
         return self[1]
 
 
-_Bounded = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Bounded = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 _Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
 
@@ -255,8 +256,8 @@ def _remembered(memo: dict[str, bool], pattern: re.Pattern) -> Callable[[object]
 def _bounded_string(value: object) -> str | None:
     if type(value) is not str:
         return "must be a string"
-    if not 0 < len(value) <= 128:
-        return "must be 1 to 128 characters"
+    if not 0 < len(value) <= MAX_NAME_CHARS:
+        return f"must be 1 to {MAX_NAME_CHARS} characters"
     return None
 
 
