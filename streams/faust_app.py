@@ -566,9 +566,8 @@ class WorkerRuntime:
                             await self.commit_live()
                 except asyncio.CancelledError:
                     raise
-                except PartitionsMismatch as e:  # partitions added under a running worker: no retry can help
-                    log.error("checkpoints no longer fit the topic; stopping", error=str(e))
-                    await self.app.crash(e)
+                except PartitionsMismatch as e:
+                    await self.stop_on_mismatch(e)
                     return
                 except Exception as e:  # noqa: BLE001 - keep reading; the worker must not die of a broker outage
                     log.warning("live reader failed; retrying", error=f"{type(e).__name__}: {e}")
@@ -578,6 +577,12 @@ class WorkerRuntime:
                     await reader.stop()
         finally:
             self._live_exited.set()
+
+    async def stop_on_mismatch(self, error: Exception) -> None:
+        """Partitions were added under the running worker: its checkpoints no longer fit the topic, and no retry
+        can help. Met by the live reader or by the agent, whichever checkpoints first."""
+        log.error("checkpoints no longer fit the topic; stopping", error=str(error))
+        await self.app.crash(error)
 
     def _apply_live(self, batches: dict[Any, list[Any]], reading: dict[int, PartitionState]) -> None:
         """One fetch of the live reader: per partition still followed, the records after the engine's offset."""
@@ -731,6 +736,7 @@ def build_app(runtime: WorkerRuntime, partitions: int, session_timeout_s: float 
     """The Faust app: the interactions agent, the checkpoint table, the dead-letter, alerts and event-clock topics,
     the event-clock reader and the timer for idle partitions and wall-clock detector ticks."""
     import faust
+    from faust.exceptions import PartitionsMismatch
 
     kafka = runtime.kafka
     timeouts: dict[str, float] = {}
@@ -777,8 +783,11 @@ def build_app(runtime: WorkerRuntime, partitions: int, session_timeout_s: float 
 
     @app.agent(source, concurrency=1, name="engagewatch.process")
     async def process(stream):  # noqa: ANN001 - Faust's stream
-        async for events in stream.take_events(kafka.batch_size, within=batch_within / 1000):
-            await runtime.process(events)
+        try:
+            async for events in stream.take_events(kafka.batch_size, within=batch_within / 1000):
+                await runtime.process(events)
+        except PartitionsMismatch as e:  # left to Faust, the agent would die and the worker run on without it
+            await runtime.stop_on_mismatch(e)
 
     stop_consumer = app._stop_consumer  # Faust's first step when stopping: leave the group
 

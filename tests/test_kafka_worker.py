@@ -134,6 +134,22 @@ class TestUnreachable:
     def test_a_mismatch_met_while_running_stops_the_worker(self, kafka_env, tmp_path):
         """The same mismatch met by a running worker (partitions added under it; here the start-up check is
         skipped) ends it with status 1 at its first checkpoint, instead of a retry every second forever."""
+        out = self.worker_after_partitions_added(kafka_env, tmp_path)
+        assert out.returncode == 1
+        assert "checkpoints no longer fit the topic" in out.stderr
+
+    def test_a_mismatch_met_by_the_agent_stops_the_worker(self, kafka_env, tmp_path):
+        """The same, when Faust's agent writes the first checkpoint (here the live reader never takes a partition
+        over): the worker exits 1 rather than running on without its agent."""
+        out = self.worker_after_partitions_added(
+            kafka_env, tmp_path, "import streams.faust_app as f; f.WorkerRuntime._take_over = lambda self: None; ")
+        assert out.returncode == 1
+        assert "checkpoints no longer fit the topic" in out.stderr
+
+    @staticmethod
+    def worker_after_partitions_added(kafka_env, tmp_path, patch: str = "") -> subprocess.CompletedProcess:
+        """A worker, its start-up check skipped and `patch` run, on records of an interactions topic grown to 6
+        partitions after its checkpoint changelog was made with 4; checkpointing at every batch."""
         create_topics(kafka_env)
         add_partitions(kafka_env, kafka_env["ENGAGEWATCH_KAFKA__INTERACTIONS_TOPIC"], 6)
         events = tmp_path / "events.jsonl"
@@ -141,12 +157,10 @@ class TestUnreachable:
         assert out.returncode == 0, out.stderr
         replay(kafka_env, events)
         unchecked = ("import sys; import streams.commands.worker as w; w.interactions_partitions = lambda s: 6; "
-                     "from streams.cli import main; sys.exit(main(sys.argv[1:]))")
-        out = subprocess.run([sys.executable, "-c", unchecked, "worker", "--metrics-port", "0",
-                              "--checkpoint-interval", "0s"], env=kafka_env, capture_output=True, text=True,
-                             timeout=120, cwd=ROOT)
-        assert out.returncode == 1
-        assert "checkpoints no longer fit the topic" in out.stderr
+                     f"{patch}from streams.cli import main; sys.exit(main(sys.argv[1:]))")
+        return subprocess.run([sys.executable, "-c", unchecked, "worker", "--metrics-port", "0",
+                               "--checkpoint-interval", "0s"], env=kafka_env, capture_output=True, text=True,
+                              timeout=120, cwd=ROOT)
 
 
 class TestWorkerMetrics:
