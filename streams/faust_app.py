@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import signal
 import threading
 import time
 import weakref
@@ -144,6 +146,8 @@ class WorkerRuntime:
         self._live_stop = False
         self._live_exited: asyncio.Event | None = None
         self._last_commit = time.monotonic()
+        self.failure: Exception | None = None
+        """What stopped the worker with an error (the command then exits 1), or None."""
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
@@ -567,7 +571,7 @@ class WorkerRuntime:
                 except asyncio.CancelledError:
                     raise
                 except PartitionsMismatch as e:
-                    await self.stop_on_mismatch(e)
+                    self.stop_on_mismatch(e)
                     return
                 except Exception as e:  # noqa: BLE001 - keep reading; the worker must not die of a broker outage
                     log.warning("live reader failed; retrying", error=f"{type(e).__name__}: {e}")
@@ -578,11 +582,20 @@ class WorkerRuntime:
         finally:
             self._live_exited.set()
 
-    async def stop_on_mismatch(self, error: Exception) -> None:
+    def stop_on_mismatch(self, error: Exception) -> None:
         """Partitions were added under the running worker: its checkpoints no longer fit the topic, and no retry
-        can help. Met by the live reader or by the agent, whichever checkpoints first."""
+        can help. Met by the live reader or by the agent, whichever checkpoints first.
+
+        The worker stops as on SIGTERM, not by crashing the app: a crash stops Faust's services at once, and its
+        final producer flush could then wait forever. Nor does the stop wait for Faust's stream to take every
+        message delivered to it, which right after start-up may never happen: recovery reads them again after
+        the last checkpoint's offset.
+        """
         log.error("checkpoints no longer fit the topic; stopping", error=str(error))
-        await self.app.crash(error)
+        if self.failure is None:
+            self.failure = error
+            self.app.conf.stream_wait_empty = False
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _apply_live(self, batches: dict[Any, list[Any]], reading: dict[int, PartitionState]) -> None:
         """One fetch of the live reader: per partition still followed, the records after the engine's offset."""
@@ -787,7 +800,7 @@ def build_app(runtime: WorkerRuntime, partitions: int, session_timeout_s: float 
             async for events in stream.take_events(kafka.batch_size, within=batch_within / 1000):
                 await runtime.process(events)
         except PartitionsMismatch as e:  # left to Faust, the agent would die and the worker run on without it
-            await runtime.stop_on_mismatch(e)
+            runtime.stop_on_mismatch(e)
 
     stop_consumer = app._stop_consumer  # Faust's first step when stopping: leave the group
 

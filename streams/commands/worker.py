@@ -109,6 +109,8 @@ def main(args: argparse.Namespace) -> int:
     except SystemExit as e:
         code = int(e.code or 0)
     finally:
+        if runtime.failure is not None:
+            code = code or 1
         if server is not None:
             server.shutdown()
     deadline = time.monotonic() + 10  # time for a thread that is finishing anyway
